@@ -1,0 +1,100 @@
+"""The embedded PostgreSQL of the local stack: binaries from the ``pgserver`` wheel, run by supervisord."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from pgserver._commands import POSTGRES_BIN_PATH
+
+# postgres refuses to run as root; pgserver's own convention is a system user of this name.
+SYSTEM_USER = "pgserver"
+
+
+class StackError(RuntimeError):
+    """A start-up step failed; the message is the one line the user sees."""
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def system_user() -> str | None:
+    """The user postgres must run as, or None for the current user."""
+    if not running_as_root():
+        return None
+    from pgserver.utils import ensure_folder_permissions, ensure_user_exists
+
+    ensure_user_exists(SYSTEM_USER)
+    import stat
+
+    ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+    return SYSTEM_USER
+
+
+def init_cluster(pgdata: Path, superuser_password: str) -> None:
+    """``initdb`` a new cluster (password auth over TCP) unless one is there already."""
+    if (pgdata / "PG_VERSION").exists():
+        return
+    user = system_user()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    if user:
+        import pwd
+
+        from pgserver.utils import ensure_prefix_permissions
+
+        ensure_prefix_permissions(pgdata)
+        entry = pwd.getpwnam(user)
+        os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+    with tempfile.NamedTemporaryFile("w", delete=False) as pwfile:
+        pwfile.write(superuser_password + "\n")
+    os.chmod(pwfile.name, 0o644)
+    try:
+        result = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres", "--encoding=UTF8",
+             "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={pwfile.name}"],
+            user=user, capture_output=True, text=True, timeout=120,
+        )
+    finally:
+        os.unlink(pwfile.name)
+    if result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise StackError(f"initdb failed in {pgdata}: {detail}")
+
+
+def server_command(pgdata: Path, port: int) -> list[str]:
+    """The foreground postgres command supervisord runs (TCP on loopback only, no unix socket)."""
+    return [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
+            "-k", "", "-c", "max_connections=200", "-c", "fsync=off" if os.environ.get("CI") else "fsync=on"]
+
+
+def wait_until_ready(superuser_url: str, deadline_s: float, is_alive) -> None:
+    """Wait until the server accepts connections, or fail when it died or the deadline passed."""
+    deadline = time.monotonic() + deadline_s
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        if not is_alive():
+            raise StackError("PostgreSQL exited during start-up")
+        try:
+            with psycopg.connect(superuser_url, connect_timeout=2):
+                return
+        except psycopg.OperationalError as error:
+            last_error = str(error).strip().splitlines()[0]
+        time.sleep(0.2)
+    raise StackError(f"PostgreSQL did not accept connections within {deadline_s:.0f}s ({last_error})")
+
+
+def ensure_database(superuser_url: str, name: str, owner: str, password: str) -> None:
+    """Create the role and database when missing; reset the role's password to the stack's."""
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        role_exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone()
+        verb = sql.SQL("ALTER") if role_exists else sql.SQL("CREATE")
+        conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, sql.Identifier(owner), sql.Literal(password)))
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))

@@ -1,0 +1,256 @@
+"""Effective settings of the local stack: paths, ports, generated secrets and ``.local/stack.env``.
+
+Every value can be overridden from the environment; generated secrets are kept in ``.local/secrets.json``
+so a restarted stack keeps its passwords and its data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+# The keys of .local/stack.env, in the order DESIGN.md lists them.
+STACK_ENV_KEYS = (
+    "AIRFLOW_API_URL",
+    "AIRFLOW_USERNAME",
+    "AIRFLOW_PASSWORD",
+    "BRIDGE_URL",
+    "JIRA_URL",
+    "JIRA_USER",
+    "JIRA_TOKEN",
+    "JIRA_WEBHOOK_SECRET",
+    "LEOSTREAM_URL",
+    "LEOSTREAM_USER",
+    "LEOSTREAM_PASSWORD",
+    "AWS_ENDPOINT_URL",
+    "VDI_DATABASE_URL",
+)
+
+# name -> (environment variable that overrides it, default port)
+DEFAULT_PORTS = {
+    "postgres": ("VDI_PG_PORT", 5433),
+    "airflow": ("VDI_AIRFLOW_PORT", 8080),
+    "bridge": ("VDI_BRIDGE_PORT", 8000),
+    "jira": ("VDI_JIRA_PORT", 8081),
+    "leostream": ("VDI_LEOSTREAM_PORT", 8082),
+    "moto": ("VDI_MOTO_PORT", 5000),
+}
+
+_GENERATED_SECRETS = {
+    "postgres_superuser_password": lambda: secrets.token_urlsafe(18),
+    "airflow_db_password": lambda: secrets.token_urlsafe(18),
+    "vdi_db_password": lambda: secrets.token_urlsafe(18),
+    "airflow_password": lambda: secrets.token_urlsafe(18),
+    "jwt_secret": lambda: secrets.token_urlsafe(48),
+    "fernet_key": lambda: Fernet.generate_key().decode(),
+    "jira_token": lambda: secrets.token_urlsafe(24),
+    "jira_webhook_secret": lambda: secrets.token_urlsafe(32),
+    "leostream_password": lambda: secrets.token_urlsafe(18),
+}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only (it holds passwords)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def load_or_create_secrets(path: Path) -> dict[str, str]:
+    """The stack's generated secrets, created once and then reused."""
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    missing = {name: make() for name, make in _GENERATED_SECRETS.items() if name not in stored}
+    if missing:
+        stored.update(missing)
+        _write_private(path, json.dumps(stored, indent=2) + "\n")
+    return stored
+
+
+@dataclass
+class StackSettings:
+    """Everything the launcher needs to know, resolved once from the environment."""
+
+    local_dir: Path
+    ports: dict[str, int]
+    secrets: dict[str, str]
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    python: Path = field(default_factory=lambda: Path(sys.executable))
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> "StackSettings":
+        environ = dict(os.environ if environ is None else environ)
+        local_dir = Path(environ.get("VDI_LOCAL_DIR") or REPO_ROOT / ".local").resolve()
+        ports = {}
+        for name, (variable, default) in DEFAULT_PORTS.items():
+            raw = environ.get(variable, str(default))
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise ValueError(f"{variable}={raw!r} is not a TCP port number")
+            ports[name] = int(raw)
+        return cls(local_dir, ports, load_or_create_secrets(local_dir / "secrets.json"), environ)
+
+    # --- paths -------------------------------------------------------------------------------------
+    @property
+    def logs_dir(self) -> Path:
+        return self.local_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.local_dir / "run"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.local_dir / "pgdata"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.local_dir / "airflow"
+
+    @property
+    def stack_env_path(self) -> Path:
+        return self.local_dir / "stack.env"
+
+    @property
+    def runtime_env_path(self) -> Path:
+        return self.run_dir / "runtime.json"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.python.parent
+
+    # --- databases ---------------------------------------------------------------------------------
+    @property
+    def embedded_postgres_needed(self) -> bool:
+        """False only when both databases point elsewhere."""
+        return not (self.environ.get("VDI_DATABASE_URL") and self.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"))
+
+    def _embedded_url(self, scheme: str, role: str, password: str, database: str) -> str:
+        return f"{scheme}://{role}:{password}@{HOST}:{self.ports['postgres']}/{database}"
+
+    @property
+    def superuser_url(self) -> str:
+        return self._embedded_url("postgresql", "postgres", self.secrets["postgres_superuser_password"], "postgres")
+
+    @property
+    def vdi_database_url(self) -> str:
+        return self.environ.get("VDI_DATABASE_URL") or self._embedded_url(
+            "postgresql", "vdi", self.secrets["vdi_db_password"], "vdi"
+        )
+
+    @property
+    def airflow_database_url(self) -> str:
+        return self.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or self._embedded_url(
+            "postgresql+psycopg2", "airflow", self.secrets["airflow_db_password"], "airflow"
+        )
+
+    # --- service URLs ------------------------------------------------------------------------------
+    def url(self, service: str) -> str:
+        return f"http://{HOST}:{self.ports[service]}"
+
+    def stack_env(self) -> dict[str, str]:
+        """The values of ``.local/stack.env``: the environment wins over the stack's own."""
+        values = {
+            "AIRFLOW_API_URL": self.url("airflow"),
+            "AIRFLOW_USERNAME": "vdi",
+            "AIRFLOW_PASSWORD": self.secrets["airflow_password"],
+            "BRIDGE_URL": self.url("bridge"),
+            "JIRA_URL": self.url("jira"),
+            "JIRA_USER": "vdi-bot@studio.example",
+            "JIRA_TOKEN": self.secrets["jira_token"],
+            "JIRA_WEBHOOK_SECRET": self.secrets["jira_webhook_secret"],
+            "LEOSTREAM_URL": self.url("leostream"),
+            "LEOSTREAM_USER": "vdi-api",
+            "LEOSTREAM_PASSWORD": self.secrets["leostream_password"],
+            "AWS_ENDPOINT_URL": self.url("moto"),
+            "VDI_DATABASE_URL": self.vdi_database_url,
+        }
+        return {key: self.environ.get(key) or values[key] for key in STACK_ENV_KEYS}
+
+    def write_stack_env(self) -> None:
+        lines = [f"{key}={value}" for key, value in self.stack_env().items()]
+        _write_private(self.stack_env_path, "\n".join(lines) + "\n")
+
+    # --- the environment every stack process runs with --------------------------------------------
+    def runtime_env(self) -> dict[str, str]:
+        stack = self.stack_env()
+        airflow_url = stack["AIRFLOW_API_URL"]
+        connections = {
+            "AIRFLOW_CONN_VDI_DB": _postgres_connection(stack["VDI_DATABASE_URL"]),
+            "AIRFLOW_CONN_JIRA_DEFAULT": {
+                "conn_type": "jira",
+                "host": stack["JIRA_URL"],
+                "login": stack["JIRA_USER"],
+                "password": stack["JIRA_TOKEN"],
+                "extra": {"verify": False},
+            },
+            "AIRFLOW_CONN_LEOSTREAM_DEFAULT": {
+                "conn_type": "leostream",
+                "host": stack["LEOSTREAM_URL"],
+                "login": stack["LEOSTREAM_USER"],
+                "password": stack["LEOSTREAM_PASSWORD"],
+            },
+            "AIRFLOW_CONN_AWS_DEFAULT": {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"region_name": "us-east-1", "endpoint_url": stack["AWS_ENDPOINT_URL"]},
+            },
+        }
+        env = {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # 2 cores: the default 32 would spawn 32 LocalExecutor workers.
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__FERNET_KEY": self.secrets["fernet_key"],
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{stack['AIRFLOW_USERNAME']}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "passwords.json"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_database_url,
+            "AIRFLOW__API__BASE_URL": airflow_url,
+            "AIRFLOW__API__PORT": str(self.ports["airflow"]),
+            "AIRFLOW__API_AUTH__JWT_SECRET": self.secrets["jwt_secret"],
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir / "airflow"),
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins")]),
+            "VDI_LOCAL_DIR": str(self.local_dir),
+            **stack,
+            **{key: json.dumps(value) for key, value in connections.items()},
+        }
+        # Settings the user exported win, so "any server through the environment" holds for Airflow too.
+        env.update({k: v for k, v in self.environ.items() if k.startswith("AIRFLOW__") or k.startswith("AIRFLOW_CONN_")})
+        return env
+
+    def write_runtime_env(self) -> None:
+        _write_private(self.runtime_env_path, json.dumps(self.runtime_env(), indent=2) + "\n")
+        _write_private(self.airflow_home / "passwords.json", json.dumps(
+            {self.stack_env()["AIRFLOW_USERNAME"]: self.stack_env()["AIRFLOW_PASSWORD"]}) + "\n")
+
+
+def _postgres_connection(url: str) -> dict:
+    """An Airflow connection (JSON form) for a postgresql:// URL."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    return {
+        "conn_type": "postgres",
+        "host": parts.hostname or "",
+        "port": parts.port,
+        "login": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "schema": parts.path.lstrip("/"),
+    }

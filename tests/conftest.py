@@ -1,0 +1,85 @@
+"""Fixtures shared by the whole suite: an isolated Airflow home and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Airflow reads its config at import time: isolate it before any test module imports airflow.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="vdi-test-airflow-")
+os.environ.update({
+    "AIRFLOW_HOME": _AIRFLOW_HOME,
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+})
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory) -> str:
+    """A superuser URL of a real PostgreSQL: ``$VDI_TEST_DATABASE_URL`` or an embedded pgserver."""
+    if url := os.environ.get("VDI_TEST_DATABASE_URL"):
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def app_database_template(postgres_server_url) -> str:
+    """A database holding the migrated app schema, cloned for each test."""
+    import psycopg
+
+    from vdi.store.migrate import migrate
+
+    name = f"vdi_template_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    migrate(_with_database(postgres_server_url, name))
+    yield name
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(postgres_server_url) -> str:
+    """URL of a new, empty database, dropped after the test."""
+    import psycopg
+
+    name = f"vdi_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(postgres_server_url, name)
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def app_database_url(postgres_server_url, app_database_template, monkeypatch) -> str:
+    """URL of a fresh database with the app schema applied; also exported as ``VDI_DATABASE_URL``."""
+    import psycopg
+
+    name = f"vdi_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{app_database_template}"')
+    url = _with_database(postgres_server_url, name)
+    monkeypatch.setenv("VDI_DATABASE_URL", url)
+    yield url
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
