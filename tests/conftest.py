@@ -34,8 +34,12 @@ def postgres_server_url(tmp_path_factory) -> str:
     if url := os.environ.get("VDI_TEST_DATABASE_URL"):
         yield url
         return
+    import logging
+
     import pgserver
 
+    # pgserver logs from an atexit hook, after pytest has closed the streams its handlers write to.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
@@ -83,3 +87,46 @@ def app_database_url(postgres_server_url, app_database_template, monkeypatch) ->
     yield url
     with psycopg.connect(postgres_server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> str:
+    """URL of a real moto server (EC2, S3, Secrets Manager, STS, IAM) on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(key, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def stand_in_agent_vars(tmp_path) -> dict:
+    """Ansible variables that keep a real Linux bootstrap inside tmp_path: no packages, services or firewall
+    changes, and a stand-in for the vendor's agent installer (it cannot be downloaded here) that records the
+    arguments it was given and creates the path the role checks for idempotency."""
+    agent_dir = tmp_path / "opt-leostream"
+    installer = tmp_path / "LeostreamAgentJava.jar"
+    installer.write_bytes(b"installer bytes")
+    return {
+        "vdi_state_dir": str(tmp_path / "state"),
+        "vdi_manage_packages": False, "vdi_manage_services": False, "vdi_manage_firewall": False,
+        "leostream_agent_linux_url": installer.as_uri(),
+        "leostream_agent_linux_install_command":
+            f"/bin/sh -c 'mkdir -p {agent_dir} && printf \"%s \" \"$@\" > {agent_dir}/installer-args' installer",
+        "leostream_agent_linux_creates": str(agent_dir),
+        "leostream_agent_linux_conf_path": str(agent_dir / "leostreamagent.conf"),
+    }

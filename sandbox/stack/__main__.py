@@ -15,6 +15,7 @@ from sandbox.stack import postgres
 from sandbox.stack.postgres import StackError
 from sandbox.stack.processes import kill_all, stack_processes
 from sandbox.stack.programs import (
+    DemoNotReady,
     airflow_programs,
     all_programs,
     ports_in_use,
@@ -24,6 +25,9 @@ from sandbox.stack.programs import (
 )
 from sandbox.stack.settings import DEFAULT_PORTS, REPO_ROOT, StackSettings
 from sandbox.stack.supervisor import Supervisor
+
+# As Airflow does: the vdi package (plugins/) is importable by the launcher's own steps (seeding, demo).
+sys.path.insert(0, str(REPO_ROOT / "plugins"))
 
 AIRFLOW_HEALTH_DEADLINE_S = 240
 SERVICE_HEALTH_DEADLINE_S = 60
@@ -80,6 +84,16 @@ def wait_for_airflow(settings: StackSettings, supervisor: Supervisor, deadline_s
     raise StackError(f"Airflow was not healthy within {deadline_s:.0f}s ({last}); see {settings.logs_dir}")
 
 
+def next_issue_number(database_url: str) -> int:
+    """One past the highest issue number the app database knows: the in-memory Jira sandbox starts there."""
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        highest = conn.execute(
+            "SELECT max(split_part(issue_key, '-', 2)::int) FROM desktop_requests").fetchone()[0]
+    return (highest or 0) + 1
+
+
 def wait_for_health(supervisor: Supervisor, program, deadline_s: float) -> None:
     """Wait until the program's health URL answers 2xx."""
     if not program.health_url:
@@ -125,8 +139,12 @@ def run(settings: StackSettings) -> int:
                 postgres.ensure_database(settings.superuser_url, "vdi", "vdi", settings.secrets["vdi_db_password"])
         _say("migrating Airflow's metadata database")
         run_logged(settings, "airflow-db-migrate", [str(settings.bin_dir / "airflow"), "db", "migrate"], 600)
+        run_logged(settings, "airflow-pools", [str(settings.bin_dir / "airflow"), "pools", "import",
+                                               str(REPO_ROOT / "include" / "airflow_pools.json")], 120)
         _say("applying the app schema")
         run_logged(settings, "app-migrate", [str(settings.python), "-m", "vdi.store.migrate"], 120)
+        settings.learned["JIRA_SANDBOX_FIRST_ISSUE"] = str(next_issue_number(settings.vdi_database_url))
+        settings.write_runtime_env()
         _say("starting Airflow (api-server, scheduler, dag-processor, triggerer)")
         supervisor.ctl("start", "airflow:*")
         wait_for_airflow(settings, supervisor, AIRFLOW_HEALTH_DEADLINE_S)
@@ -135,8 +153,12 @@ def run(settings: StackSettings) -> int:
             supervisor.start(program)
             wait_for_health(supervisor, program, SERVICE_HEALTH_DEADLINE_S)
         settings.write_stack_env()
+        print_summary(settings)
         for step in post_start_steps(settings):
             step(settings)
+    except DemoNotReady as error:
+        print(f"make run: {error}", file=sys.stderr)
+        return 1
     except (StackError, KeyboardInterrupt) as error:
         if started:
             supervisor.shutdown()
@@ -144,7 +166,6 @@ def run(settings: StackSettings) -> int:
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else str(error)
         print(f"make run: {reason}. Nothing is left running.", file=sys.stderr)
         return 1
-    print_summary(settings)
     return 0
 
 
@@ -153,6 +174,10 @@ def print_summary(settings: StackSettings) -> None:
     _say("the stack is up:")
     print(f"  Airflow UI and API  {env['AIRFLOW_API_URL']}  (user {env['AIRFLOW_USERNAME']}, "
           f"password in {settings.stack_env_path})")
+    print(f"  webhook bridge      {env['BRIDGE_URL']}/webhooks/jira")
+    print(f"  Jira sandbox        {env['JIRA_URL']}  (user {env['JIRA_USER']})")
+    print(f"  Leostream sandbox   {env['LEOSTREAM_URL']}  (user {env['LEOSTREAM_USER']})")
+    print(f"  AWS (moto)          {env['AWS_ENDPOINT_URL']}")
     print(f"  app database        {env['VDI_DATABASE_URL'].split('@')[-1]}")
     print(f"  settings            {settings.stack_env_path}")
     print(f"  logs                {settings.logs_dir}")

@@ -8,9 +8,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import warnings
+
 import psycopg
 from psycopg import sql
-from pgserver._commands import POSTGRES_BIN_PATH
+
+with warnings.catch_warnings():
+    # pgserver resolves a runtime dir at import; without XDG_RUNTIME_DIR that only warns, and we use none.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    from pgserver._commands import POSTGRES_BIN_PATH
 
 # postgres refuses to run as root; pgserver's own convention is a system user of this name.
 SYSTEM_USER = "pgserver"

@@ -10,9 +10,11 @@ import psutil
 def stack_processes(local_dir: Path) -> list[psutil.Process]:
     """Live processes started for the stack in ``local_dir``: marked by their environment or command line."""
     marker = str(local_dir)
+    me = psutil.Process()
+    exempt = {me.pid} | {parent.pid for parent in me.parents()}
     found = []
     for process in psutil.process_iter(["pid", "cmdline", "status"]):
-        if process.info["status"] == psutil.STATUS_ZOMBIE:
+        if process.info["status"] == psutil.STATUS_ZOMBIE or process.pid in exempt:
             continue
         try:
             if marker in " ".join(process.info["cmdline"] or []) or process.environ().get("VDI_LOCAL_DIR") == marker:

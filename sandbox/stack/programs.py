@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sandbox.stack import postgres
-from sandbox.stack.settings import StackSettings
+from sandbox.stack.settings import REPO_ROOT, StackSettings
 from sandbox.stack.supervisor import Program
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -19,6 +19,7 @@ def postgres_program(settings: StackSettings) -> Program:
         with_runtime_env=False,
         stop_signal="INT",
         stop_as_group=False,
+        priority=100,
     )
 
 
@@ -30,7 +31,19 @@ def airflow_programs(settings: StackSettings) -> list[Program]:
         "dag-processor": [airflow, "dag-processor"],
         "triggerer": [airflow, "triggerer"],
     }
-    return [Program(name=f"airflow-{name}", command=commands[name], group="airflow") for name in AIRFLOW_COMPONENTS]
+    return [Program(name=f"airflow-{name}", command=commands[name], group="airflow", priority=300)
+            for name in AIRFLOW_COMPONENTS]
+
+
+def bridge_program(settings: StackSettings) -> Program:
+    """The webhook bridge under gunicorn, configured by the runtime environment (secret, database, Airflow)."""
+    return Program(
+        name="webhook-bridge",
+        command=[str(settings.bin_dir / "gunicorn"), "-c", str(REPO_ROOT / "webhook_bridge" / "gunicorn.conf.py"),
+                 "--bind", f"127.0.0.1:{settings.ports['bridge']}"],
+        health_url=f"{settings.stack_env()['BRIDGE_URL']}/healthz",
+        port_name="bridge",
+    )
 
 
 def service_programs(settings: StackSettings) -> list[Program]:
@@ -38,7 +51,23 @@ def service_programs(settings: StackSettings) -> list[Program]:
 
     Each one listens on ``settings.ports[<its port name>]`` and names a ``health_url``.
     """
-    return []
+    return [*sandbox_programs(settings), bridge_program(settings)]
+
+
+def sandbox_programs(settings: StackSettings) -> list[Program]:
+    """moto (EC2, S3, Secrets Manager, STS, IAM) and the Leostream and Jira sandboxes, in start order."""
+    python, host = str(settings.python), "127.0.0.1"
+    return [
+        Program(name="moto", command=[str(settings.bin_dir / "moto_server"), "-H", host, "-p",
+                                      str(settings.ports["moto"])],
+                health_url=f"{settings.url('moto')}/moto-api/", port_name="moto"),
+        Program(name="leostream-sandbox", command=[python, "-m", "sandbox.leostream", "--host", host, "--port",
+                                                   str(settings.ports["leostream"])],
+                health_url=f"{settings.url('leostream')}/_sandbox/health", port_name="leostream"),
+        Program(name="jira-sandbox", command=[python, "-m", "sandbox.jira", "--host", host, "--port",
+                                              str(settings.ports["jira"])],
+                health_url=f"{settings.url('jira')}/rest/api/2/serverInfo", port_name="jira"),
+    ]
 
 
 def post_start_steps(settings: StackSettings) -> list[Callable[[StackSettings], None]]:
@@ -46,7 +75,35 @@ def post_start_steps(settings: StackSettings) -> list[Callable[[StackSettings], 
 
     Each raises ``StackError`` with a one-line cause when it fails.
     """
-    return []
+    from sandbox.seed import seed_local_services
+
+    return [register_jira_webhook, seed_local_services, run_demo]
+
+
+def run_demo(settings: StackSettings) -> None:
+    """File a demo ticket and follow it to "ready" (``VDI_DEMO=0`` skips it)."""
+    if settings.environ.get("VDI_DEMO", "1") == "0":
+        return
+    from sandbox.demo import run_demo as demo
+
+    if not demo(settings):
+        raise DemoNotReady("the demo desktop did not become ready (see above); the stack is left running")
+
+
+class DemoNotReady(postgres.StackError):
+    """The stack is up but the demo request did not reach "ready"."""
+
+
+def register_jira_webhook(settings: StackSettings) -> None:
+    """Point the Jira sandbox's admin webhook at the bridge, signed with ``JIRA_WEBHOOK_SECRET`` (idempotent)."""
+    from sandbox.jira.register import RegistrationError, register_bridge_webhook
+
+    env = settings.stack_env()
+    try:
+        register_bridge_webhook(env["JIRA_URL"], env["JIRA_USER"], env["JIRA_TOKEN"], env["BRIDGE_URL"],
+                                env["JIRA_WEBHOOK_SECRET"])
+    except RegistrationError as error:
+        raise postgres.StackError(f"registering the Jira webhook: {error}") from None
 
 
 def all_programs(settings: StackSettings) -> list[Program]:

@@ -85,6 +85,8 @@ class StackSettings:
     secrets: dict[str, str]
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     python: Path = field(default_factory=lambda: Path(sys.executable))
+    # Values learned while starting (e.g. from the app database), passed to the processes started later.
+    learned: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> "StackSettings":
@@ -228,11 +230,21 @@ class StackSettings:
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins")]),
             "VDI_LOCAL_DIR": str(self.local_dir),
+            # Local sandboxes answer at once: poll and retry sooner than against the real services.
+            "VDI_POKE_INTERVAL_S": "3",
+            "VDI_RETRY_DELAY_S": "5",
+            "VDI_TASK_RETRIES": "2",
+            "VDI_PLAYBOOK_BUCKET": "vdi-playbooks",
+            # moto accepts any key; the sandboxes reach it the way the broker's instance role would.
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
             **stack,
             **{key: json.dumps(value) for key, value in connections.items()},
+            **self.learned,
         }
         # Settings the user exported win, so "any server through the environment" holds for Airflow too.
-        env.update({k: v for k, v in self.environ.items() if k.startswith("AIRFLOW__") or k.startswith("AIRFLOW_CONN_")})
+        env.update({k: v for k, v in self.environ.items() if k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "VDI_"))})
         return env
 
     def write_runtime_env(self) -> None:

@@ -34,6 +34,8 @@ class Program:
     health_url: str | None = None
     # The key of ``StackSettings.ports`` this program listens on, checked free before start.
     port_name: str | None = None
+    # supervisord stops higher priorities first: PostgreSQL (lowest) outlives everything that uses it.
+    priority: int = 500
 
     @property
     def qualified_name(self) -> str:
@@ -91,6 +93,7 @@ class Supervisor:
                 f"[program:{program.name}]",
                 "command=" + " ".join(shlex.quote(part) for part in command).replace("%", "%%"),
                 f"directory={REPO_ROOT}",
+                f"priority={program.priority}",
                 "autostart=false", "autorestart=unexpected", "startsecs=2", "startretries=0",
                 f"stopsignal={program.stop_signal}", "stopwaitsecs=30",
                 f"stopasgroup={str(program.stop_as_group).lower()}", "killasgroup=true",

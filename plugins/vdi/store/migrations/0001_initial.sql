@@ -1,12 +1,15 @@
--- Deliveries: the webhook bridge's inbox, one row per Jira delivery.
+-- Deliveries: the webhook bridge's inbox, one row per Jira delivery (vdi.store.deliveries holds its SQL).
+-- A row is written once, in the transaction that answers Jira; the bridge's dispatcher then triggers
+-- dag_id/dag_run_id and marks it dispatched (or failed for good); pending rows wait for next_attempt_at.
 CREATE TABLE deliveries (
-    delivery_id      text PRIMARY KEY,
+    delivery_id      text PRIMARY KEY,          -- X-Atlassian-Webhook-Identifier, or body-sha256-<hex>
+    id_from_body     boolean NOT NULL DEFAULT false,
     received_at      timestamptz NOT NULL DEFAULT now(),
-    event            text NOT NULL,
+    event            text NOT NULL,             -- webhookEvent
     issue_key        text,
     status           text NOT NULL DEFAULT 'pending'
                      CHECK (status IN ('pending', 'dispatched', 'ignored', 'failed')),
-    reason           text,
+    reason           text,                      -- why ignored or failed
     payload          jsonb NOT NULL,
     dag_id           text,
     dag_run_id       text,
@@ -29,6 +32,7 @@ CREATE TABLE desktop_requests (
     state        text NOT NULL
                  CHECK (state IN ('received', 'in_progress', 'ready', 'failed', 'rejected', 'removing', 'removed')),
     step         text,
+    owner_run_id text,          -- the DAG run working on it: a rerun of that run may resume
     instance_id  text,
     detail       jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at   timestamptz NOT NULL DEFAULT now(),

@@ -1,0 +1,111 @@
+"""The real local stack (embedded PostgreSQL, Airflow scheduler and API server, ...) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, free_port
+
+STACK_PORT_VARIABLES = ("VDI_PG_PORT", "VDI_AIRFLOW_PORT", "VDI_BRIDGE_PORT", "VDI_JIRA_PORT",
+                        "VDI_LEOSTREAM_PORT", "VDI_MOTO_PORT")
+
+
+def stack_environment(local_dir: Path) -> dict[str, str]:
+    """An environment for ``python -m sandbox.stack`` on free ports in ``local_dir``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "VDI_")) and k not in {"PYTEST_CURRENT_TEST"}}
+    env.update({variable: str(free_port()) for variable in STACK_PORT_VARIABLES})
+    env["VDI_LOCAL_DIR"] = str(local_dir)
+    return env
+
+
+def run_stack(command: str, env: dict[str, str], timeout_s: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sandbox.stack", command], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def read_stack_env(local_dir: Path) -> dict[str, str]:
+    lines = (local_dir / "stack.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line)
+
+
+def roomy_catalog(directory: Path) -> Path:
+    """The shipped catalog with per-user limits raised: the e2e tests file many tickets for few users."""
+    import yaml
+
+    catalog = yaml.safe_load((REPO_ROOT / "include" / "catalog.yaml").read_text())
+    catalog["limits"]["desktops_per_user"] = 100
+    path = directory / "catalog.yaml"
+    path.write_text(yaml.safe_dump(catalog))
+    return path
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory):
+    """A running local stack for the whole session; yields its ``stack.env`` values (plus ``VDI_LOCAL_DIR``)."""
+    local_dir = tmp_path_factory.mktemp("stack")
+    env = stack_environment(local_dir)
+    env["VDI_CATALOG_PATH"] = str(roomy_catalog(local_dir))
+    started = run_stack("run", env)
+    if started.returncode != 0:
+        run_stack("stop", env)
+        pytest.fail(f"make run failed:\n{started.stdout}\n{started.stderr}")
+    values = read_stack_env(local_dir)
+    values["VDI_LOCAL_DIR"] = str(local_dir)
+    yield values
+    stopped = run_stack("stop", env)
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def wait_until(condition, deadline_s: float, what: str, interval_s: float = 1.0):
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after the deadline."""
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class AirflowApi:
+    """Airflow's REST API v2 with a token from ``/auth/token``."""
+
+    def __init__(self, base_url: str, username: str, password: str):
+        import requests
+
+        self.base_url = base_url
+        self.session = requests.Session()
+        token = self.session.post(f"{base_url}/auth/token", json={"username": username, "password": password},
+                                  timeout=10)
+        token.raise_for_status()
+        self.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def get(self, path: str, **params):
+        response = self.session.get(f"{self.base_url}/api/v2{path}", params=params, timeout=15)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: dict):
+        response = self.session.post(f"{self.base_url}/api/v2{path}", json=body, timeout=15)
+        response.raise_for_status()
+        return response.json()
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        return self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
+
+    def dag_runs(self, dag_id: str) -> list[dict]:
+        return self.get(f"/dags/{dag_id}/dagRuns", limit=1000)["dag_runs"]
+
+
+@pytest.fixture(scope="session")
+def airflow_api(local_stack) -> AirflowApi:
+    return AirflowApi(local_stack["AIRFLOW_API_URL"], local_stack["AIRFLOW_USERNAME"], local_stack["AIRFLOW_PASSWORD"])
