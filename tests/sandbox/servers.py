@@ -1,0 +1,49 @@
+"""Run a sandbox app on a free loopback port in this process, over real HTTP (werkzeug's threaded server)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import requests
+from flask import Flask
+from werkzeug.serving import make_server
+
+from tests.conftest import free_port
+
+
+@contextmanager
+def serving(make_app: Callable[[str], Flask]) -> Iterator[tuple[str, Flask]]:
+    """Build the app for its own base URL, serve it, and yield ``(base_url, app)``."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = make_app(base_url)
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{port}", daemon=True)
+    thread.start()
+    try:
+        yield base_url, app
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def wait_for(condition: Callable[[], object], deadline_s: float = 10, what: str = "condition") -> object:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after the deadline."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def admin_get(base_url: str, path: str, **params) -> list | dict:
+    response = requests.get(f"{base_url}/_sandbox{path}", params=params, timeout=5)
+    response.raise_for_status()
+    return response.json()
