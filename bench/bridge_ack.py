@@ -1,0 +1,345 @@
+"""Ack latency and throughput of the webhook bridge, side by side with the same server answering a bare 200.
+
+    .venv/bin/python -m bench.bridge_ack [--requests 3000] [--concurrency 16] [--rate 100] [--seconds 10]
+
+One gunicorn (the package's config: 2 gthread workers) serves the real app plus one extra route,
+``POST /bench/bare`` → 200 with no work: the floor. A real embedded PostgreSQL (pgserver) records the
+deliveries; Airflow is a real-HTTP stub whose trigger answer can be delayed, so the run shows whether the ack
+follows Airflow's latency. Everything listens on loopback; every phase is bounded in count and time.
+
+Phases, all in one run:
+1. closed loop, ``--concurrency`` clients, ``--requests`` in all for: bare 200, signed deliveries (Airflow
+   answering after ``--fast-ms``), signed deliveries (Airflow answering after ``--slow-ms``);
+2. open loop at ``--rate`` requests/s for ``--seconds``: bare 200 and signed deliveries with slow Airflow.
+The stub's latencies default to what Airflow took here: 40 ms idle, ~500 ms under 10-20 concurrent triggers.
+Latency is measured from the scheduled send time in the open loop (no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
+
+from webhook_bridge.signature import sign  # noqa: E402
+from sandbox.airflow_stub import AirflowStub  # noqa: E402
+
+SECRET = "bench-secret"
+
+
+def bench_app():
+    """The real bridge app plus the floor route (gunicorn loads this in each worker)."""
+    from flask import Response
+
+    from webhook_bridge import create_app
+
+    app = create_app()
+
+    @app.post("/bench/bare")
+    def bare():
+        return Response(status=200)
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, deadline_s: float, what: str):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"bench: {what} not ready within {deadline_s}s")
+
+
+def signed_request() -> tuple[bytes, dict]:
+    delivery_id = str(uuid.uuid4())
+    body = json.dumps({
+        "timestamp": int(time.time() * 1000), "webhookEvent": "jira:issue_created",
+        "issue_event_type_name": "issue_created", "user": {"accountId": "5b10a2844c20165700ede21g"},
+        "issue": {"id": "10002", "key": f"VDI-{uuid.uuid4().int % 10**6 + 1}", "fields": {
+            "project": {"key": "VDI"}, "issuetype": {"name": "Desktop"}, "status": {"name": "Open"},
+            "summary": "Desktop for an artist", "description": "x" * 600}},
+    }).encode()
+    return body, {"Content-Type": "application/json", "X-Hub-Signature": sign(SECRET, body),
+                  "X-Atlassian-Webhook-Identifier": delivery_id}
+
+
+class CpuMeter:
+    """CPU seconds used by the client (this process), gunicorn (master and workers) and PostgreSQL."""
+
+    def __init__(self, gunicorn_pid: int, pgdata: Path):
+        import psutil
+
+        self._psutil = psutil
+        self.gunicorn = psutil.Process(gunicorn_pid)
+        self.pgdata = str(pgdata)
+
+    def _postgres(self):
+        for process in self._psutil.process_iter(["cmdline"]):
+            if self.pgdata in " ".join(process.info["cmdline"] or []):
+                yield process
+                yield from process.children(recursive=True)
+
+    @staticmethod
+    def _cpu(processes) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except Exception:  # exited
+                pass
+        return total
+
+    def read(self) -> dict[str, float]:
+        return {"client": self._cpu([self._psutil.Process()]),
+                "gunicorn": self._cpu([self.gunicorn, *self.gunicorn.children(recursive=True)]),
+                "postgres": self._cpu(set(self._postgres()))}
+
+
+@dataclass
+class Result:
+    name: str
+    latencies_s: list[float]
+    elapsed_s: float
+    errors: int
+    cpu_s: dict[str, float] | None = None
+
+    def absorb(self, other: "Result", cpu_s: dict[str, float]) -> None:
+        self.latencies_s += other.latencies_s
+        self.elapsed_s += other.elapsed_s
+        self.errors += other.errors
+        self.cpu_s = {key: (self.cpu_s or {}).get(key, 0.0) + value for key, value in cpu_s.items()}
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies_s) / self.elapsed_s
+
+    def cpu_per_request_us(self, part: str) -> str:
+        if not self.cpu_s:
+            return "-"
+        return f"{self.cpu_s[part] / len(self.latencies_s) * 1e6:,.0f}"
+
+    def row(self) -> str:
+        return (f"| {self.name} | {len(self.latencies_s)} | {self.throughput:,.0f} | {self.percentile(0.5):.2f} | "
+                f"{self.percentile(0.99):.2f} | {max(self.latencies_s) * 1000:.1f} | {self.errors} | "
+                f"{self.cpu_per_request_us('client')} | {self.cpu_per_request_us('gunicorn')} | "
+                f"{self.cpu_per_request_us('postgres')} |")
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection to the bridge."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def post(self, path: str, body: bytes, headers: dict) -> int:
+        try:
+            self.conn.request("POST", path, body=body, headers=headers)
+            response = self.conn.getresponse()
+            response.read()
+            return response.status
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            return 0
+
+
+def closed_loop(port: int, name: str, path: str, expect: int, requests_total: int, concurrency: int) -> Result:
+    work = [signed_request() for _ in range(requests_total)]
+    chunks = [work[i::concurrency] for i in range(concurrency)]
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def run(chunk):
+        nonlocal errors
+        client = Client(port)
+        mine, bad = [], 0
+        for body, headers in chunk:
+            started = time.perf_counter()
+            status = client.post(path, body, headers)
+            mine.append(time.perf_counter() - started)
+            bad += status != expect
+        with lock:
+            latencies.extend(mine)
+            errors += bad
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(run, chunks))
+    return Result(name, latencies, time.perf_counter() - started, errors)
+
+
+def open_loop(port: int, name: str, path: str, expect: int, rate: float, seconds: float) -> Result:
+    count = int(rate * seconds)
+    work = [signed_request() for _ in range(count)]
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    next_index = iter(range(count))
+    t0 = time.perf_counter() + 0.2
+
+    def worker():
+        nonlocal errors
+        client = Client(port)
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                return
+            scheduled = t0 + index / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)  # pacing the open loop, not synchronisation
+            body, headers = work[index]
+            status = client.post(path, body, headers)
+            done = time.perf_counter() - scheduled
+            with lock:
+                latencies.append(done)
+                errors += status != expect
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    return Result(name, latencies, time.perf_counter() - t0, errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000, help="requests per closed-loop case")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=5, help="closed-loop slices per case, interleaved")
+    parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="open-loop duration")
+    parser.add_argument("--fast-ms", type=float, default=40.0, help="Airflow stub trigger latency, idle Airflow")
+    parser.add_argument("--slow-ms", type=float, default=500.0, help="Airflow stub trigger latency, busy Airflow")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    args = parser.parse_args(argv)
+
+    import pgserver
+    import psycopg
+
+    from vdi.store.migrate import migrate
+
+    workdir = Path(tempfile.mkdtemp(prefix="vdi-bench-"))
+    pg = pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
+    database_url = pg.get_uri()
+    migrate(database_url)
+    airflow = AirflowStub("bench", "bench")
+    port = free_port()
+    env = {**os.environ, "VDI_DATABASE_URL": database_url, "JIRA_WEBHOOK_SECRET": SECRET,
+           "AIRFLOW_API_URL": airflow.url, "AIRFLOW_USERNAME": "bench", "AIRFLOW_PASSWORD": "bench",
+           "BRIDGE_WORKERS": str(args.workers), "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'plugins'}"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_path = workdir / "gunicorn.log"
+    gunicorn = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", str(REPO_ROOT / "webhook_bridge" / "gunicorn.conf.py"),
+         "--bind", f"127.0.0.1:{port}", "bench.bridge_ack:bench_app()"],
+        cwd=REPO_ROOT, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    results: list[Result] = []
+    try:
+        def up() -> bool:
+            try:
+                return Client(port).post("/bench/bare", b"{}", {"Content-Type": "application/json"}) == 200
+            except OSError:
+                return False
+
+        wait_for(up, 30, "gunicorn")
+        print(f"bench: gunicorn {args.workers} workers on 127.0.0.1:{port}; PostgreSQL {pg.get_uri().split('?')[0]}",
+              flush=True)
+        closed_loop(port, "warm-up", "/webhooks/jira", 202, 300, args.concurrency)
+        closed_loop(port, "warm-up", "/bench/bare", 200, 300, args.concurrency)
+
+        meter = CpuMeter(gunicorn.pid, workdir / "pgdata")
+
+        def measured(run, *run_args) -> tuple[Result, dict[str, float]]:
+            before = meter.read()
+            result = run(port, *run_args)
+            after = meter.read()
+            return result, {key: after[key] - before[key] for key in after}
+
+        # Closed loop: the three cases interleaved in --rounds slices, so background load hits them alike.
+        closed = {"floor": Result("closed loop: bare 200 (floor)", [], 0.0, 0),
+                  "fast": Result(f"closed loop: signed delivery, Airflow {args.fast_ms:.0f} ms", [], 0.0, 0),
+                  "slow": Result(f"closed loop: signed delivery, Airflow {args.slow_ms:.0f} ms", [], 0.0, 0)}
+        per_round = max(1, args.requests // args.rounds)
+        for _ in range(args.rounds):
+            for key, path, expect, delay_ms in (("floor", "/bench/bare", 200, args.fast_ms),
+                                                ("fast", "/webhooks/jira", 202, args.fast_ms),
+                                                ("slow", "/webhooks/jira", 202, args.slow_ms)):
+                airflow.delay_s = delay_ms / 1000
+                result, cpu = measured(closed_loop, key, path, expect, per_round, args.concurrency)
+                closed[key].absorb(result, cpu)
+        results.extend(closed.values())
+        airflow.delay_s = args.slow_ms / 1000
+        for name, path, expect in ((f"{args.rate:.0f}/s: bare 200 (floor)", "/bench/bare", 200),
+                                   (f"{args.rate:.0f}/s: signed delivery, Airflow {args.slow_ms:.0f} ms",
+                                    "/webhooks/jira", 202)):
+            result, cpu = measured(open_loop, name, path, expect, args.rate, args.seconds)
+            result.cpu_s = cpu
+            results.append(result)
+        with psycopg.connect(database_url) as conn:
+            recorded, pending = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM deliveries").fetchone()
+    finally:
+        os.killpg(gunicorn.pid, signal.SIGTERM)
+        gunicorn.wait(30)
+        pg.cleanup()
+
+    floor, fast, slow, rate_floor, rate_slow = results
+    print()
+    print(f"concurrency {args.concurrency}, {args.requests} requests per closed-loop phase; open loop "
+          f"{args.rate:.0f}/s for {args.seconds:.0f} s; {os.cpu_count()} CPUs shared by client, gunicorn and PostgreSQL")
+    print()
+    print("| phase | requests | req/s | p50 ms | p99 ms | max ms | errors | CPU µs/req client | gunicorn | PostgreSQL |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for result in results:
+        print(result.row())
+    print()
+    ratio = fast.throughput / floor.throughput
+    slow_ratio = slow.throughput / floor.throughput
+    p50_shift = slow.percentile(0.5) - fast.percentile(0.5)
+    print(f"throughput signed / floor: {ratio:.2f} (Airflow {args.fast_ms:.0f} ms), {slow_ratio:.2f} (Airflow {args.slow_ms:.0f} ms)"
+          f"  [floor: >= 0.50]  {'PASS' if min(ratio, slow_ratio) >= 0.5 else 'FAIL'}")
+    print(f"p99 ack at {args.rate:.0f}/s: {rate_slow.percentile(0.99):.2f} ms (bare 200: {rate_floor.percentile(0.99):.2f} ms)"
+          f"  [floor: <= 25 ms]  {'PASS' if rate_slow.percentile(0.99) <= 25 else 'FAIL'}")
+    print(f"ack p50 with Airflow {args.slow_ms:.0f} ms minus with Airflow {args.fast_ms:.0f} ms: {p50_shift:+.2f} ms"
+          f"  [must not follow the {args.slow_ms:.0f} ms]  {'PASS' if abs(p50_shift) < args.slow_ms / 10 else 'FAIL'}")
+    print(f"deliveries recorded: {recorded}; still pending at the end (slow Airflow backlog): {pending}; "
+          f"Airflow stub triggers: {len(airflow.runs)}")
+    failed = (min(ratio, slow_ratio) < 0.5 or rate_slow.percentile(0.99) > 25 or abs(p50_shift) >= args.slow_ms / 10
+              or any(result.errors for result in results))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Fixtures for the bridge: an app on a fresh migrated database (real PostgreSQL), and signed requests."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from webhook_bridge import create_app
+from webhook_bridge.signature import sign
+
+SECRET = "test-secret-4f1c"
+
+
+def jira_body(event: str = "jira:issue_created", key: str = "VDI-7", project: str = "VDI",
+              issue_type: str = "Desktop", timestamp_ms: int | None = None, **extra) -> bytes:
+    payload = {
+        "timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+        "webhookEvent": event,
+        "issue_event_type_name": "issue_created",
+        "user": {"accountId": "5b10a2844c20165700ede21g"},
+        "issue": {"id": "10002", "key": key, "fields": {
+            "project": {"key": project}, "issuetype": {"name": issue_type}, "status": {"name": "Open"},
+            "summary": "Desktop for an artist"}},
+        **extra,
+    }
+    return json.dumps(payload).encode()
+
+
+def signed_headers(body: bytes, delivery_id: str | None = "d-0001", secret: str = SECRET, **extra) -> dict:
+    headers = {"Content-Type": "application/json; charset=UTF-8", "X-Hub-Signature": sign(secret, body)}
+    if delivery_id is not None:
+        headers["X-Atlassian-Webhook-Identifier"] = delivery_id
+    headers.update(extra)
+    return headers
+
+
+def unreachable_url() -> str:
+    """An http URL on loopback where nothing listens (connections are refused at once)."""
+    from tests.conftest import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def bridge_config(app_database_url) -> dict:
+    """Settings for a test app: real database, no dispatcher threads (tests call the dispatcher directly)."""
+    return {
+        "DATABASE_URL": app_database_url,
+        "WEBHOOK_SECRETS": [SECRET],
+        "AIRFLOW_API_URL": None,
+        "DISPATCHER_THREADS": 0,
+        "DB_TIMEOUT_S": 2,
+    }
+
+
+@pytest.fixture
+def make_app():
+    apps = []
+
+    def make(config: dict):
+        app = create_app(config)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["webhook_bridge"].close()
+
+
+@pytest.fixture
+def app(make_app, bridge_config):
+    return make_app(bridge_config)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def wait_until(condition, timeout_s: float = 10, interval_s: float = 0.05, message: str = "condition"):
+    """Poll ``condition`` until it returns a truthy value (returned) or the deadline passes (AssertionError)."""
+    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    retrying = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(interval_s),
+                        retry=retry_if_result(lambda value: not value))
+    try:
+        return retrying(condition)
+    except RetryError:
+        raise AssertionError(f"{message} not reached within {timeout_s}s") from None

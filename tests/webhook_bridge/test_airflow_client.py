@@ -1,0 +1,88 @@
+"""The REST client against a small fake Airflow over real HTTP: token caching and renewal, 401, 409, errors.
+
+Only the client's protocol handling is tested here; triggering a real Airflow is in tests/e2e.
+"""
+
+import time
+
+import pytest
+
+from sandbox.airflow_stub import AirflowStub
+from webhook_bridge.airflow_client import AirflowClient, AirflowUnavailable, TriggerOutcome, TriggerRefused
+from tests.webhook_bridge.conftest import unreachable_url
+
+PASSWORD = "pw-never-shown-7c1e"
+
+
+@pytest.fixture
+def fake_airflow():
+    fake = AirflowStub("vdi", PASSWORD)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def client(fake_airflow):
+    return AirflowClient(fake_airflow.url, "vdi", PASSWORD, timeout_s=2)
+
+
+def test_trigger_sends_run_id_null_logical_date_and_conf(client, fake_airflow):
+    conf = {"delivery_id": "d1", "issue_key": "VDI-1", "event": "jira:issue_created"}
+    assert client.trigger("vdi_provision", "jira__d1", conf) is TriggerOutcome.CREATED
+    assert fake_airflow.runs["jira__d1"] == {"path": "/api/v2/dags/vdi_provision/dagRuns", "dag_run_id": "jira__d1",
+                                             "logical_date": None, "conf": conf}
+
+
+def test_409_means_already_triggered(client):
+    assert client.trigger("d", "r1", {}) is TriggerOutcome.CREATED
+    assert client.trigger("d", "r1", {}) is TriggerOutcome.ALREADY_TRIGGERED
+
+
+def test_the_token_is_cached(client, fake_airflow):
+    for number in range(5):
+        client.trigger("d", f"r{number}", {})
+    assert fake_airflow.token_requests == 1
+
+
+def test_the_token_is_renewed_before_it_expires(client, fake_airflow):
+    fake_airflow.token_lifetime_s = 30  # inside the renewal margin: every use fetches a new one
+    client.trigger("d", "r1", {})
+    client.trigger("d", "r2", {})
+    assert fake_airflow.token_requests == 2
+
+
+def test_a_401_renews_the_token_once_and_repeats(client, fake_airflow):
+    client.trigger("d", "r1", {})
+    fake_airflow.valid_tokens.clear()  # e.g. Airflow restarted with another jwt_secret
+    assert client.trigger("d", "r2", {}) is TriggerOutcome.CREATED
+    assert fake_airflow.token_requests == 2
+
+
+def test_refusals_and_unavailability(client, fake_airflow):
+    fake_airflow.trigger_status = 400
+    with pytest.raises(TriggerRefused, match="400"):
+        client.trigger("d", "r", {})
+    for status in (404, 500, 503, 403):
+        fake_airflow.trigger_status = status
+        with pytest.raises(AirflowUnavailable, match=str(status)):
+            client.trigger("d", "r", {})
+
+
+def test_wrong_password_is_unavailable_and_never_shows_the_password(fake_airflow):
+    client = AirflowClient(fake_airflow.url, "vdi", "wrong-" + PASSWORD)
+    with pytest.raises(AirflowUnavailable) as raised:
+        client.trigger("d", "r", {})
+    assert PASSWORD not in str(raised.value) and PASSWORD not in repr(client)
+
+
+def test_airflow_down_is_unavailable_quickly():
+    client = AirflowClient(unreachable_url(), "vdi", PASSWORD, timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(AirflowUnavailable):
+        client.trigger("d", "r", {})
+    assert time.monotonic() - started < 2
+    assert client.healthy() is False
+
+
+def test_health(client):
+    assert client.healthy() is True

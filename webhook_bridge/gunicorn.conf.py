@@ -1,0 +1,43 @@
+"""gunicorn settings for the bridge: ``gunicorn -c webhook_bridge/gunicorn.conf.py`` (bind with ``--bind``
+or ``BRIDGE_BIND``). Workers load the app after the fork, so each runs its own pool and dispatcher threads.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+wsgi_app = "webhook_bridge:create_app()"
+pythonpath = f"{_REPO_ROOT},{_REPO_ROOT / 'plugins'}"
+bind = os.environ.get("BRIDGE_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("BRIDGE_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("BRIDGE_THREADS", "8"))
+# Jira gives up after ~20 s; a request that takes longer is a stuck worker.
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# One structured line per delivery comes from the app (create_app sends it to stderr); the access log would
+# repeat it. No logconfig either: with one, gunicorn formats access-log atoms for every request.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("BRIDGE_LOG_LEVEL", "info")
+# Counters and histograms summed over every worker: prometheus_client's multiprocess mode. The variable
+# must be set before a worker imports prometheus_client, i.e. here in the master.
+_CREATED_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _CREATED_METRICS_DIR = tempfile.mkdtemp(prefix="vdi-bridge-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _CREATED_METRICS_DIR
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _CREATED_METRICS_DIR:
+        shutil.rmtree(_CREATED_METRICS_DIR, ignore_errors=True)

@@ -1,0 +1,71 @@
+"""The bridge's settings: Flask config keys, each read from an environment variable unless given.
+
+| key | environment variable | default |
+|---|---|---|
+| ``WEBHOOK_SECRETS`` | ``JIRA_WEBHOOK_SECRET`` (current) + ``JIRA_WEBHOOK_PREVIOUS_SECRETS`` (one per line) | none: refuse all |
+| ``DATABASE_URL`` | ``VDI_DATABASE_URL`` | required |
+| ``AIRFLOW_API_URL`` / ``AIRFLOW_USERNAME`` / ``AIRFLOW_PASSWORD`` | same names | |
+| ``MAX_CONTENT_LENGTH`` | ``BRIDGE_MAX_BODY_BYTES`` | 1 MiB |
+| ``REPLAY_WINDOW_S`` | ``BRIDGE_REPLAY_WINDOW_S`` | 86400 (Jira retries for ~75 min; late deliveries up to ~30 min more) |
+| ``CLOCK_SKEW_S`` | ``BRIDGE_CLOCK_SKEW_S`` | 300 (how far in the future a timestamp may be) |
+| ``ROUTES`` | ``BRIDGE_ROUTES`` (JSON list) | ``jira:issue_created``, ``jira:issue_updated`` → ``vdi_provision`` |
+| ``PROJECTS`` / ``ISSUE_TYPES`` | ``BRIDGE_PROJECTS`` / ``BRIDGE_ISSUE_TYPES`` (comma-separated) | any |
+| ``DISPATCHER_THREADS`` | ``BRIDGE_DISPATCHER_THREADS`` | 2 (0: no dispatcher in this process) |
+| ``SWEEP_INTERVAL_S`` | ``BRIDGE_SWEEP_INTERVAL_S`` | 5 |
+| ``RETRY_BASE_S`` / ``RETRY_MAX_S`` | ``BRIDGE_RETRY_BASE_S`` / ``BRIDGE_RETRY_MAX_S`` | 2 / 60 (a pending delivery is retried at least every minute) |
+| ``AIRFLOW_TIMEOUT_S`` | ``BRIDGE_AIRFLOW_TIMEOUT_S`` | 5 |
+| ``DB_POOL_MAX`` | ``BRIDGE_DB_POOL_MAX`` | 12 (per process: request threads + dispatcher threads) |
+| ``DB_TIMEOUT_S`` | ``BRIDGE_DB_TIMEOUT_S`` | 3 (then 503) |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+# Every created or updated issue goes to vdi_provision, which reads the issue fresh and decides (webhooks
+# arrive out of order, so the bridge does not judge by the payload's status). A removal route, e.g.
+# {"events": ["jira:issue_updated"], "statuses": ["Removal Requested"], "dag_id": "vdi_deprovision"},
+# goes first in BRIDGE_ROUTES: the first matching route wins.
+DEFAULT_ROUTES = [{"events": ["jira:issue_created", "jira:issue_updated"], "dag_id": "vdi_provision"}]
+
+
+def _secrets(environ: Mapping[str, str]) -> list[str]:
+    current = environ.get("JIRA_WEBHOOK_SECRET", "")
+    previous = environ.get("JIRA_WEBHOOK_PREVIOUS_SECRETS", "").splitlines()
+    return [secret for secret in [current, *previous] if secret.strip()]
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict:
+    """Every setting as a Flask config key, from the environment (or ``environ``)."""
+    env = os.environ if environ is None else environ
+
+    def number(variable: str, default: float) -> float:
+        raw = env.get(variable)
+        return float(raw) if raw else default
+
+    return {
+        "WEBHOOK_SECRETS": _secrets(env),
+        "DATABASE_URL": env.get("VDI_DATABASE_URL"),
+        "AIRFLOW_API_URL": env.get("AIRFLOW_API_URL"),
+        "AIRFLOW_USERNAME": env.get("AIRFLOW_USERNAME"),
+        "AIRFLOW_PASSWORD": env.get("AIRFLOW_PASSWORD"),
+        "MAX_CONTENT_LENGTH": int(number("BRIDGE_MAX_BODY_BYTES", 1024 * 1024)),
+        "REPLAY_WINDOW_S": number("BRIDGE_REPLAY_WINDOW_S", 86400),
+        "CLOCK_SKEW_S": number("BRIDGE_CLOCK_SKEW_S", 300),
+        "ROUTES": json.loads(env["BRIDGE_ROUTES"]) if env.get("BRIDGE_ROUTES") else DEFAULT_ROUTES,
+        "PROJECTS": _csv(env.get("BRIDGE_PROJECTS", "")),
+        "ISSUE_TYPES": _csv(env.get("BRIDGE_ISSUE_TYPES", "")),
+        "DISPATCHER_THREADS": int(number("BRIDGE_DISPATCHER_THREADS", 2)),
+        "SWEEP_INTERVAL_S": number("BRIDGE_SWEEP_INTERVAL_S", 5),
+        "RETRY_BASE_S": number("BRIDGE_RETRY_BASE_S", 2),
+        "RETRY_MAX_S": number("BRIDGE_RETRY_MAX_S", 60),
+        "AIRFLOW_TIMEOUT_S": number("BRIDGE_AIRFLOW_TIMEOUT_S", 5),
+        "DB_POOL_MAX": int(number("BRIDGE_DB_POOL_MAX", 12)),
+        "DB_TIMEOUT_S": number("BRIDGE_DB_TIMEOUT_S", 3),
+    }
