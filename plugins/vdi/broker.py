@@ -1,0 +1,124 @@
+"""Registering a desktop with the Leostream broker for its user; every step looks up before it creates.
+
+The v1 API has no call that assigns a desktop to a user, nor one that updates a user. So each user gets a
+policy of their own (``vdi-user-<login>``, set when the user is created) and each desktop a pool that selects
+exactly its instance; assigning the pool to the user's policy offers the desktop when the user signs in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+
+from vdi.catalog import Bundle
+from vdi.leostream import LeostreamClient
+from vdi.request import DesktopRequest
+
+ROOT_POOL_ID = 1  # "All Desktops"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the broker holds for one desktop."""
+
+    user_login: str
+    policy_id: int
+    policy_name: str
+    pool_id: int
+    pool_name: str
+    assignment_id: int
+    center_id: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def policy_name_for(login: str) -> str:
+    return ("vdi-user-" + re.sub(r"[^A-Za-z0-9@._-]", "-", login))[:100]
+
+
+def pool_name_for(issue_key: str) -> str:
+    return f"vdi-{issue_key}"
+
+
+def _by_name(items: list[dict], name: str) -> dict | None:
+    return next((item for item in items if item.get("name") == name), None)
+
+
+def amazon_center(client: LeostreamClient, name: str | None = None) -> dict:
+    """The AWS center that discovers the desktops: by name (``$VDI_LEOSTREAM_CENTER``) or the only one."""
+    name = name or os.environ.get("VDI_LEOSTREAM_CENTER")
+    centers = [c for c in client.centers() if c.get("type") == "amazon" and (not name or c.get("name") == name)]
+    if len(centers) != 1:
+        wanted = f"named {name!r}" if name else "(set VDI_LEOSTREAM_CENTER to choose one)"
+        raise LookupError(f"expected one Amazon center {wanted}, found {len(centers)}")
+    return centers[0]
+
+
+def ensure_policy(client: LeostreamClient, name: str, notes: str) -> int:
+    if existing := _by_name(client.policies(), name):
+        return int(existing["id"])
+    return int(client.create_policy({"name": name, "notes": notes})["id"])
+
+
+def ensure_pool(client: LeostreamClient, name: str, instance_name: str, notes: str) -> int:
+    """A pool whose only filter is the desktop's name: it holds exactly this instance."""
+    if existing := _by_name(client.pools(), name):
+        return int(existing["id"])
+    return int(client.create_pool({
+        "name": name,
+        "display_name": name,
+        "notes": notes,
+        "pool_definition": {
+            "restrict_by": "A",
+            "parent_pool_id": ROOT_POOL_ID,
+            "pool_attribute_join": "A",
+            "attributes": [{"vm_table_field": "name", "condition_type": "eq", "text_to_match": instance_name}],
+        },
+        "provision": {"provision_on_off": 0},
+    })["id"])
+
+
+def ensure_assignment(client: LeostreamClient, policy_id: int, pool_id: int, offer_quantity: int) -> int:
+    for assignment in client.pool_assignments(policy_id):
+        if int(assignment["pool_id"]) == pool_id:
+            return int(assignment["id"])
+    return int(client.create_pool_assignment(policy_id, {
+        "pool_id": pool_id, "offer_quantity": offer_quantity, "favor_previous_assigned": 1,
+        "start_if_stopped": 1, "power_on": 1,
+    })["id"])
+
+
+def ensure_user(client: LeostreamClient, request: DesktopRequest, policy_name: str) -> bool:
+    """Create the user with their policy; False when they exist already (their policy is not changed)."""
+    return client.create_user({
+        "user_login": request.user.login,
+        "name": request.user.display_name[:100],
+        "is_local": 0,
+        "auth_server": os.environ.get("VDI_LEOSTREAM_AUTH_SERVER", "Studio directory"),
+        "policy_name": policy_name,
+        "notes": f"Created by VDI Studios for {request.issue_key}",
+    })
+
+
+def register_desktop(client: LeostreamClient, request: DesktopRequest, bundle: Bundle,
+                     instance_name: str) -> Registration:
+    """Ensure the user's policy, the user, the desktop's pool and its assignment; then ask for a scan."""
+    notes = f"VDI Studios {request.issue_key}"
+    policy_name = policy_name_for(request.user.login)
+    policy_id = ensure_policy(client, policy_name, f"Desktops of {request.user.login} (VDI Studios)")
+    ensure_user(client, request, policy_name)
+    pool_name = pool_name_for(request.issue_key)
+    pool_id = ensure_pool(client, pool_name, instance_name, notes)
+    assignment_id = ensure_assignment(client, policy_id, pool_id, bundle.leostream.offer_quantity)
+    center = amazon_center(client)
+    client.scan_center(int(center["id"]))
+    return Registration(request.user.login, policy_id, policy_name, pool_id, pool_name, assignment_id,
+                        int(center["id"]))
+
+
+def desktop_in_pool(client: LeostreamClient, pool_id: int, instance_name: str) -> dict | None:
+    """The pool's desktop record for the instance, once the broker has discovered it."""
+    pool = client.pool(pool_id)
+    return next((vm for vm in pool.get("vms_list") or [] if vm.get("name") == instance_name), None)

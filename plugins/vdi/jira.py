@@ -1,0 +1,89 @@
+"""Jira calls, through the atlassian-jira provider's ``JiraHook``: read issues, comment once, transition once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vdi.http_retry import mount_retries
+from vdi.request import status_name
+
+COMMENT_MARKER_PREFIX = "vdi-studios ref:"
+_PAGE = 100
+
+
+class JiraTransitionUnavailable(RuntimeError):
+    """The workflow offers no transition from the issue's status to the wanted one."""
+
+
+def comment_marker(request_id: str, step: str) -> str:
+    """The marker that makes a comment findable again, so a rerun does not post it twice."""
+    return f"{COMMENT_MARKER_PREFIX} {step}/{request_id}"
+
+
+class JiraTicket:
+    """The calls the DAGs make on Jira issues, each safe to repeat."""
+
+    def __init__(self, client):
+        self.client = client
+
+    @classmethod
+    def from_connection(cls, conn_id: str = "jira_default") -> "JiraTicket":
+        """A client from the Airflow connection: Cloud email + API token, or a Data Center PAT (no login)."""
+        from airflow.providers.atlassian.jira.hooks.jira import JiraHook
+
+        hook = JiraHook(jira_conn_id=conn_id)
+        client = hook.get_conn()
+        connection = hook.get_connection(conn_id)
+        if not connection.login and connection.password:
+            client._session.headers["Authorization"] = f"Bearer {connection.password}"
+        mount_retries(client._session, client.url)
+        return cls(client)
+
+    def issue(self, issue_key: str) -> dict[str, Any]:
+        return self.client.get_issue(issue_key)
+
+    def field_names(self) -> dict[str, str]:
+        """Field display name → field id, for custom fields configured by name."""
+        return {field["name"]: field["id"] for field in self.client.get_all_fields()}
+
+    def status(self, issue_key: str) -> str:
+        return status_name(self.client.get_issue(issue_key, fields="status")["fields"]) or ""
+
+    def transition_to(self, issue_key: str, target_status: str, via: tuple[str, ...] = ()) -> bool:
+        """Move the issue to ``target_status`` (through a ``via`` status when the workflow has no direct
+        transition); False when it is there already."""
+        if self.status(issue_key).lower() == target_status.lower():
+            return False
+        if self._follow(issue_key, target_status):
+            return True
+        for step in via:
+            if self._follow(issue_key, step) and self._follow(issue_key, target_status):
+                return True
+        offered = ", ".join(sorted({str(t.get("to")) for t in self.client.get_issue_transitions(issue_key)}))
+        raise JiraTransitionUnavailable(f"{issue_key} cannot move to {target_status!r} from "
+                                        f"{self.status(issue_key)!r} (offered: {offered or 'none'})")
+
+    def _follow(self, issue_key: str, target_status: str) -> bool:
+        for transition in self.client.get_issue_transitions(issue_key):
+            if str(transition.get("to", "")).lower() == target_status.lower():
+                self.client.set_issue_status_by_transition_id(issue_key, transition["id"])
+                return True
+        return False
+
+    def comments(self, issue_key: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.client.get(f"{self.client.resource_url('issue')}/{issue_key}/comment",
+                                   params={"startAt": len(found), "maxResults": _PAGE}) or {}
+            batch = page.get("comments", [])
+            found += batch
+            if not batch or len(found) >= page.get("total", len(found)):
+                return found
+
+    def comment_once(self, issue_key: str, marker: str, text: str) -> bool:
+        """Post ``text`` with ``marker`` unless a comment with that marker exists; True when posted."""
+        for comment in self.comments(issue_key):
+            if marker in str(comment.get("body", "")):
+                return False
+        self.client.issue_add_comment(issue_key, f"{text}\n\n_{marker}_")
+        return True

@@ -1,0 +1,260 @@
+"""The steps of ``vdi_provision``, one function each, callable without Airflow (clients are passed in).
+
+Every step is safe to run again: it reads what is there before it writes, so a retry, a cleared task or a
+rerun of the whole DAG run adds no second instance, broker object, comment or transition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from vdi import ec2 as ec2_ops
+from vdi.broker import Registration, desktop_in_pool, register_desktop
+from vdi.catalog import Catalog, RequestRejected
+from vdi.jira import JiraTicket, comment_marker
+from vdi.leostream import LeostreamClient
+from vdi.request import DesktopRequest, JiraFieldConfig, RequestInvalid, parse_issue, request_id_for, status_name
+from vdi.states import RequestState
+from vdi.store import requests as store
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS_STATUS = "In Progress"
+READY_STATUS = "Ready"
+FAILED_STATUS = "Failed"
+
+# Human names of the steps, for comments and the event log.
+STEP_TITLES = {
+    "validate": "reading the ticket",
+    "dedupe": "checking for an existing desktop",
+    "persist": "recording the request",
+    "jira_in_progress": "updating the ticket",
+    "launch_instance": "launching the EC2 instance",
+    "wait_instance_running": "waiting for the instance to pass its status checks",
+    "register_desktop": "registering the desktop with Leostream",
+    "wait_desktop_in_pool": "waiting for Leostream to discover the desktop",
+    "jira_ready": "handing the desktop over on the ticket",
+}
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def validate(jira: JiraTicket, issue_key: str, fields: JiraFieldConfig, conn: psycopg.Connection,
+             run_id: str) -> dict | None:
+    """The ticket as a request (JSON-able), or None when there is nothing to do.
+
+    The issue is read fresh from Jira (webhooks arrive out of order). A ticket not in the trigger status is
+    left alone, unless this very run already claimed it and did not finish (a rerun of a failed run); one
+    with missing or bad fields gets a comment naming them and is recorded as rejected.
+    """
+    issue = jira.issue(issue_key)
+    current = status_name(issue.get("fields") or {})
+    row = store.get_request(conn, issue_key)
+    resuming = bool(row and row["owner_run_id"] == run_id
+                    and row["state"] in (RequestState.IN_PROGRESS, RequestState.FAILED))
+    if (current or "").lower() != fields.trigger_status.lower() and not resuming:
+        log.info("%s is %r, not %r: nothing to do", issue_key, current, fields.trigger_status)
+        return None
+    try:
+        request = parse_issue(issue, fields, jira.field_names())
+    except RequestInvalid as invalid:
+        _reject_invalid(conn, jira, issue_key, invalid)
+        return None
+    return request.model_dump(mode="json")
+
+
+def _reject_invalid(conn: psycopg.Connection, jira: JiraTicket, issue_key: str, invalid: RequestInvalid) -> None:
+    request_id = request_id_for(issue_key)
+    reason = str(invalid).split(": ", 1)[-1]
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO desktop_requests (request_id, issue_key, project_key, state, step)"
+            " VALUES (%s, %s, %s, 'rejected', 'validate')"
+            " ON CONFLICT (issue_key) DO UPDATE SET state = 'rejected', step = 'validate', updated_at = now()"
+            " WHERE desktop_requests.state IN ('received', 'failed', 'rejected')",
+            (request_id, issue_key, issue_key.rsplit("-", 1)[0]),
+        )
+        store.record_event(conn, request_id, "validate", "invalid", {"missing": invalid.missing,
+                                                                     "problems": invalid.problems})
+    jira.comment_once(issue_key, comment_marker(str(request_id), f"invalid-{_short_hash(reason)}"),
+                      f"This desktop request cannot be processed: {reason}. "
+                      "Please complete the ticket; it will be picked up again when it is approved.")
+
+
+def dedupe(conn: psycopg.Connection, request: DesktopRequest, run_id: str, manual: bool = False) -> bool:
+    """True when this run should go on; False when the ticket already has a desktop (or one on the way)."""
+    reason = store.dedupe(conn, request.issue_key, run_id, manual)
+    if reason:
+        log.info("nothing to do: %s", reason)
+    return not reason
+
+
+def persist(conn: psycopg.Connection, jira: JiraTicket, request: DesktopRequest, run_id: str,
+            catalog: Catalog, manual: bool = False) -> bool:
+    """Claim the request for this run and apply the guardrails; False when it must not go on."""
+    claim = store.claim(conn, request, run_id, manual)
+    if not claim.proceed:
+        log.info("nothing to do: %s", claim.reason)
+        return False
+    try:
+        catalog.check(request, **store.guardrail_counts(conn, request))
+    except RequestRejected as rejected:
+        store.set_state(conn, request.request_id, RequestState.REJECTED, "persist", "rejected",
+                        {"reason": str(rejected)})
+        jira.comment_once(request.issue_key,
+                          comment_marker(str(request.request_id), f"rejected-{_short_hash(str(rejected))}"),
+                          f"This desktop request was not accepted: {rejected}.")
+        return False
+    return True
+
+
+def mark_in_progress(conn: psycopg.Connection, jira: JiraTicket, request: DesktopRequest, os_family: str) -> None:
+    moved = jira.transition_to(request.issue_key, IN_PROGRESS_STATUS)
+    jira.comment_once(request.issue_key, comment_marker(str(request.request_id), "in_progress"),
+                      f"VDI Studios is preparing a {request.bundle} desktop ({os_family}) for "
+                      f"{request.user.display_name}. You will find the connection details here when it is ready.")
+    store.record_event(conn, request.request_id, "jira_in_progress", "done", {"transitioned": moved})
+
+
+def launch(conn: psycopg.Connection, ec2, request: DesktopRequest, catalog: Catalog, os_family: str,
+           user_data: Callable[[DesktopRequest, str], str]) -> str:
+    """The request's instance id; launches only when no instance carries the request's tag."""
+    bundle = catalog.bundles[request.bundle]
+    params = ec2_ops.run_instances_params(request, bundle, os_family, catalog.region, user_data(request, os_family))
+    instance_id, launched = ec2_ops.launch_once(ec2, params)
+    store.set_instance(conn, request.request_id, instance_id, {
+        "launched_now": launched, "instance_type": params["InstanceType"], "image_id": params["ImageId"]})
+    return instance_id
+
+
+def instance_ready(ec2, instance_id: str) -> bool:
+    status = ec2_ops.instance_status(ec2, instance_id)
+    if status["state"] in ("shutting-down", "terminated", "stopping", "stopped"):
+        raise RuntimeError(f"instance {instance_id} is {status['state']}")
+    log.info("instance %s: %s", instance_id, status)
+    return ec2_ops.is_ready(status)
+
+
+def register(conn: psycopg.Connection, client: LeostreamClient, request: DesktopRequest, catalog: Catalog,
+             instance_id: str) -> dict:
+    registration = register_desktop(client, request, catalog.bundles[request.bundle],
+                                    ec2_ops.instance_name(request.issue_key))
+    with conn.transaction():
+        store.merge_detail(conn, request.request_id, {"leostream": registration.as_dict()})
+        store.record_event(conn, request.request_id, "register_desktop", "done",
+                           {"instance_id": instance_id, **registration.as_dict()})
+    return registration.as_dict()
+
+
+def desktop_discovered(client: LeostreamClient, request: DesktopRequest, registration: dict) -> bool:
+    """True once the broker lists the desktop in its pool; otherwise asks for another center scan."""
+    reg = Registration(**registration)
+    if desktop_in_pool(client, reg.pool_id, ec2_ops.instance_name(request.issue_key)):
+        return True
+    client.scan_center(reg.center_id)
+    return False
+
+
+def finish_ready(conn: psycopg.Connection, jira: JiraTicket, request: DesktopRequest, registration: dict,
+                 broker_address: str, instance_id: str) -> None:
+    """Hand the desktop over: the connection comment, the Ready status, and ``ready`` with timings."""
+    name = ec2_ops.instance_name(request.issue_key)
+    jira.comment_once(request.issue_key, comment_marker(str(request.request_id), "ready"),
+                      f"Your desktop is ready.\n"
+                      f"* Broker: {broker_address}\n"
+                      f"* Sign in with the Leostream client as: {request.user.login}\n"
+                      f"* Desktop: {name} ({request.bundle})\n"
+                      "It is offered to you from your Leostream policy the next time you sign in.")
+    # A resumed run finds the ticket in Failed, from where the workflow leads back through In Progress.
+    moved = jira.transition_to(request.issue_key, READY_STATUS, via=(IN_PROGRESS_STATUS,))
+    store.set_state(conn, request.request_id, RequestState.READY, "jira_ready", "ready",
+                    {"instance_id": instance_id, "transitioned": moved, "timings_s": timings(conn, request)})
+
+
+def timings(conn: psycopg.Connection, request: DesktopRequest) -> dict[str, float]:
+    """Seconds from the latest claim to the first success of each later step."""
+    events = store.events(conn, request.request_id)
+    claims = [e for e in events if e["step"] == "persist" and e["outcome"] == "claimed"]
+    if not claims:
+        return {}
+    start = claims[-1]["at"]
+    result: dict[str, float] = {}
+    for event in events:
+        if event["at"] >= start and event["step"] not in result and event["outcome"] in ("done", "launched"):
+            result[event["step"]] = round((event["at"] - start).total_seconds(), 3)
+    return result
+
+
+_SECRETISH = [
+    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
+    (re.compile(r"(?i)(password|token|secret|sid)([\"']?\s*[:=]\s*[\"']?)[^\s,\"'}]+"), r"\1\2***"),
+]
+
+
+def readable_cause(error: BaseException | None) -> str:
+    """One line about what went wrong, without a stack trace or anything secret-looking."""
+    if error is None:
+        return "the step failed"
+    text = " ".join(str(error).split()) or type(error).__name__
+    for pattern, replacement in _SECRETISH:
+        text = pattern.sub(replacement, text)
+    return f"{type(error).__name__}: {text[:300]}"
+
+
+def record_failure(conn: psycopg.Connection | None, jira: JiraTicket | None, issue_key: str, step: str,
+                   error: BaseException | None, attempt: str) -> None:
+    """After the last retry: state ``failed`` at ``step``, a readable Jira comment, the Failed status."""
+    request_id = request_id_for(issue_key)
+    cause = readable_cause(error)
+    if conn is not None and store.get_request(conn, issue_key) is not None:
+        store.set_state(conn, request_id, RequestState.FAILED, step, "failed", {"cause": cause, "attempt": attempt})
+    if jira is not None:
+        title = STEP_TITLES.get(step, step)
+        jira.comment_once(issue_key, comment_marker(str(request_id), f"failed-{step}-{attempt}"),
+                          f"Provisioning stopped while {title}: {cause}\n"
+                          "The platform team can resume it from the Airflow UI once the cause is fixed.")
+        try:
+            jira.transition_to(issue_key, FAILED_STATUS)
+        except Exception as transition_error:  # the comment is what matters to the requester
+            log.warning("could not move %s to %s: %s", issue_key, FAILED_STATUS, readable_cause(transition_error))
+
+
+def broker_address(leostream_url: str) -> str:
+    return re.sub(r"^https?://", "", leostream_url or "").rstrip("/")
+
+
+def request_from(data: dict[str, Any]) -> DesktopRequest:
+    return DesktopRequest.model_validate(data)
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    """``on_failure_callback`` of the provisioning tasks: runs once a task has no retry left."""
+    from vdi import clients
+
+    ti = context["ti"]
+    params = context.get("params") or {}
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    issue_key = params.get("issue_key") or conf.get("issue_key")
+    if not issue_key:
+        log.error("%s failed and the run names no issue key; nothing to report", ti.task_id)
+        return
+    attempt = f"{context['run_id']}-{ti.try_number}"
+    jira = None
+    try:
+        jira = clients.jira()
+    except Exception as error:
+        log.error("cannot reach Jira to report the failure: %s", readable_cause(error))
+    try:
+        with clients.database() as conn:
+            record_failure(conn, jira, issue_key, ti.task_id, context.get("exception"), attempt)
+    except Exception as error:  # a failure callback must not raise; the log is the last resort
+        log.error("could not record the failure of %s for %s: %s", ti.task_id, issue_key, readable_cause(error))

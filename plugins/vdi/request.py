@@ -1,0 +1,163 @@
+"""A desktop request parsed and validated from a Jira issue (REST ``GET issue`` or a webhook's ``issue``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Namespace of request ids: uuid5(namespace, issue key) gives one stable id per ticket.
+REQUEST_ID_NAMESPACE = uuid.UUID("8e0f6c52-5b7e-4f4e-9d43-6a1f0c3b7d21")
+ISSUE_KEY_PATTERN = r"^[A-Z][A-Z0-9_]{0,29}-[1-9][0-9]{0,9}$"
+BUNDLE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class RequestInvalid(ValueError):
+    """The issue cannot become a desktop request; ``missing`` names the absent fields."""
+
+    def __init__(self, issue_key: str, missing: list[str] | None = None, problems: list[str] | None = None):
+        self.issue_key = issue_key
+        self.missing = missing or []
+        self.problems = problems or []
+        parts = []
+        if self.missing:
+            parts.append("missing " + ", ".join(self.missing))
+        parts += self.problems
+        super().__init__(f"{issue_key}: " + "; ".join(parts))
+
+
+@dataclass(frozen=True)
+class JiraFieldConfig:
+    """Which Jira fields carry the request. Each may be a field id (``customfield_10050``) or its name."""
+
+    bundle_field: str = "Desktop bundle"
+    user_field: str = "Desktop user"
+    os_field: str = "Desktop OS"
+    trigger_status: str = "Approved"
+
+    @classmethod
+    def from_env(cls) -> "JiraFieldConfig":
+        defaults = cls()
+        return cls(
+            bundle_field=os.environ.get("VDI_JIRA_BUNDLE_FIELD", defaults.bundle_field),
+            user_field=os.environ.get("VDI_JIRA_USER_FIELD", defaults.user_field),
+            os_field=os.environ.get("VDI_JIRA_OS_FIELD", defaults.os_field),
+            trigger_status=os.environ.get("VDI_JIRA_TRIGGER_STATUS", defaults.trigger_status),
+        )
+
+
+class DesktopUser(BaseModel):
+    """The person the desktop is for. ``login`` is their Leostream user login."""
+
+    model_config = ConfigDict(frozen=True)
+
+    login: str = Field(min_length=1, max_length=64)
+    display_name: str = Field(min_length=1)
+    account_id: str | None = None
+
+
+class DesktopRequest(BaseModel):
+    """One desktop for one Jira issue."""
+
+    model_config = ConfigDict(frozen=True)
+
+    issue_key: str = Field(pattern=ISSUE_KEY_PATTERN)
+    project_key: str
+    issue_type: str
+    status: str
+    summary: str = ""
+    bundle: str = Field(pattern=BUNDLE_PATTERN)
+    os: str | None = None
+    user: DesktopUser
+
+    @property
+    def request_id(self) -> uuid.UUID:
+        return request_id_for(self.issue_key)
+
+
+def request_id_for(issue_key: str) -> uuid.UUID:
+    return uuid.uuid5(REQUEST_ID_NAMESPACE, issue_key)
+
+
+def status_name(fields: dict[str, Any]) -> str | None:
+    """``fields.status`` as a name: Jira sends an object; some payloads carry a plain string."""
+    status = fields.get("status")
+    if isinstance(status, dict):
+        return status.get("name")
+    return status if isinstance(status, str) else None
+
+
+def _field_id(configured: str, field_names: dict[str, str]) -> str:
+    """A configured field: an id as is, else looked up by name (case-insensitive)."""
+    if re.fullmatch(r"customfield_\d+|[a-z]+", configured):
+        return configured
+    by_lower = {name.lower(): field_id for name, field_id in field_names.items()}
+    return by_lower.get(configured.lower(), configured)
+
+
+def _text(value: Any) -> str | None:
+    """A scalar out of a Jira field value: string, option ``{"value"}``, named object, or the first of a list."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("value") or value.get("name") or value.get("displayName")
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+def _user(value: Any) -> DesktopUser | None:
+    """A Jira user (object or plain login string) as a desktop user; Cloud omits email, so fall back."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, str) and value.strip():
+        return DesktopUser(login=value.strip(), display_name=value.strip())
+    if not isinstance(value, dict):
+        return None
+    login = value.get("emailAddress") or value.get("name") or value.get("accountId")
+    if not login:
+        return None
+    return DesktopUser(login=login, display_name=value.get("displayName") or login, account_id=value.get("accountId"))
+
+
+def parse_issue(issue: dict[str, Any], config: JiraFieldConfig = JiraFieldConfig(),
+                field_names: dict[str, str] | None = None) -> DesktopRequest:
+    """Validate a Jira issue into a ``DesktopRequest``; ``RequestInvalid`` names every missing field."""
+    field_names = field_names or {}
+    key = issue.get("key") if isinstance(issue, dict) else None
+    if not isinstance(key, str) or not re.match(ISSUE_KEY_PATTERN, key):
+        raise RequestInvalid(str(key), problems=[f"not a Jira issue key: {key!r}"])
+    fields = issue.get("fields")
+    if not isinstance(fields, dict):
+        raise RequestInvalid(key, missing=["fields"])
+
+    bundle = _text(fields.get(_field_id(config.bundle_field, field_names)))
+    user = _user(fields.get(_field_id(config.user_field, field_names))) or _user(fields.get("reporter"))
+    status = status_name(fields)
+    project = fields.get("project") if isinstance(fields.get("project"), dict) else {}
+    issue_type = fields.get("issuetype") if isinstance(fields.get("issuetype"), dict) else {}
+    missing = [name for name, value in (
+        (config.bundle_field, bundle),
+        (f"{config.user_field} (or reporter)", user),
+        ("status", status),
+    ) if value is None]
+    if missing:
+        raise RequestInvalid(key, missing=missing)
+    try:
+        return DesktopRequest(
+            issue_key=key,
+            project_key=project.get("key") or key.rsplit("-", 1)[0],
+            issue_type=issue_type.get("name", ""),
+            status=status,
+            summary=fields.get("summary") or "",
+            bundle=bundle,
+            os=_text(fields.get(_field_id(config.os_field, field_names))),
+            user=user,
+        )
+    except ValueError as error:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in getattr(error, "errors", lambda: [])()]
+        raise RequestInvalid(key, problems=problems or [str(error)]) from None

@@ -1,0 +1,135 @@
+"""Desktop requests (one per Jira issue) and their append-only event log."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from vdi.request import DesktopRequest
+from vdi.states import RequestState
+
+# States in which a ticket already has its desktop, or one on the way, or is going away.
+_BUSY_STATES = (RequestState.IN_PROGRESS, RequestState.READY, RequestState.REMOVING, RequestState.REMOVED)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Whether this run may work on the request; ``reason`` says why not."""
+
+    proceed: bool
+    request_id: uuid.UUID
+    state: RequestState
+    reason: str = ""
+
+
+def get_request(conn: psycopg.Connection, issue_key: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM desktop_requests WHERE issue_key = %s", (issue_key,)).fetchone()
+
+
+def _skip_reason(row: dict[str, Any], run_id: str, manual: bool) -> str:
+    """Why ``run_id`` must not work on ``row``, or "" when it may.
+
+    A failed request is resumed by its own run (a cleared task) or by a manual run, never by another webhook
+    delivery: the failure comment itself causes one, and retrying on it would loop.
+    """
+    state = RequestState(row["state"])
+    own = row["owner_run_id"] == run_id
+    if state == RequestState.IN_PROGRESS and own:
+        return ""
+    if state == RequestState.FAILED:
+        if own or manual:
+            return ""
+        return (f"{row['issue_key']} failed at {row['step']}: clear the failed task of run {row['owner_run_id']}"
+                f" or trigger vdi_provision by hand with issue_key {row['issue_key']}")
+    if state in _BUSY_STATES:
+        owner = f" by run {row['owner_run_id']}" if state == RequestState.IN_PROGRESS else ""
+        return f"{row['issue_key']} is already {state.value}{owner}"
+    return ""
+
+
+def dedupe(conn: psycopg.Connection, issue_key: str, run_id: str, manual: bool = False) -> str:
+    """Read-only check: the reason this run has nothing to do, or "" when it should go on."""
+    row = get_request(conn, issue_key)
+    return _skip_reason(row, run_id, manual) if row else ""
+
+
+def claim(conn: psycopg.Connection, request: DesktopRequest, run_id: str, manual: bool = False) -> Claim:
+    """Create or take over the request for ``run_id`` in one transaction (row-locked), logging the event.
+
+    A ticket that is in progress elsewhere, ready or removed is left alone; a rejected one is taken over
+    (the ticket may have been corrected), and so is one this same run already owns; a failed one as above.
+    """
+    request_id = request.request_id
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO desktop_requests (request_id, issue_key, project_key, desktop_user, bundle, os, state)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (issue_key) DO NOTHING",
+            (request_id, request.issue_key, request.project_key, request.user.login, request.bundle, request.os,
+             RequestState.RECEIVED.value),
+        )
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute("SELECT * FROM desktop_requests WHERE issue_key = %s FOR UPDATE",
+                              (request.issue_key,)).fetchone()
+        if reason := _skip_reason(row, run_id, manual):
+            return Claim(False, row["request_id"], RequestState(row["state"]), reason)
+        conn.execute(
+            "UPDATE desktop_requests SET state = %s, step = 'persist', owner_run_id = %s, desktop_user = %s,"
+            " bundle = %s, os = %s, updated_at = now() WHERE request_id = %s",
+            (RequestState.IN_PROGRESS.value, run_id, request.user.login, request.bundle, request.os, request_id),
+        )
+        record_event(conn, request_id, "persist", "claimed", {"run_id": run_id, "previous_state": row["state"]})
+    return Claim(True, request_id, RequestState.IN_PROGRESS)
+
+
+def set_state(conn: psycopg.Connection, request_id: uuid.UUID, state: RequestState, step: str,
+              outcome: str, detail: dict[str, Any] | None = None) -> None:
+    """Move the request to ``state`` at ``step`` and log it, in one transaction."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE desktop_requests SET state = %s, step = %s, updated_at = now() WHERE request_id = %s",
+            (state.value, step, request_id),
+        )
+        record_event(conn, request_id, step, outcome, detail)
+
+
+def set_instance(conn: psycopg.Connection, request_id: uuid.UUID, instance_id: str, detail: dict[str, Any]) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE desktop_requests SET instance_id = %s, step = 'launch_instance', updated_at = now()"
+            " WHERE request_id = %s", (instance_id, request_id),
+        )
+        record_event(conn, request_id, "launch_instance", "launched", {"instance_id": instance_id, **detail})
+
+
+def merge_detail(conn: psycopg.Connection, request_id: uuid.UUID, detail: dict[str, Any]) -> None:
+    conn.execute("UPDATE desktop_requests SET detail = detail || %s, updated_at = now() WHERE request_id = %s",
+                 (Jsonb(detail), request_id))
+
+
+def record_event(conn: psycopg.Connection, request_id: uuid.UUID, step: str, outcome: str,
+                 detail: dict[str, Any] | None = None) -> None:
+    conn.execute("INSERT INTO request_events (request_id, step, outcome, detail) VALUES (%s, %s, %s, %s)",
+                 (request_id, step, outcome, Jsonb(detail or {})))
+
+
+def events(conn: psycopg.Connection, request_id: uuid.UUID) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT step, outcome, detail, at FROM request_events WHERE request_id = %s"
+                           " ORDER BY event_id", (request_id,)).fetchall()
+
+
+def guardrail_counts(conn: psycopg.Connection, request: DesktopRequest) -> dict[str, int]:
+    """The user's other desktops (in progress or ready) and the other requests in progress."""
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE desktop_user = %s AND state IN ('in_progress', 'ready')),"
+        "       count(*) FILTER (WHERE state = 'in_progress')"
+        " FROM desktop_requests WHERE issue_key <> %s",
+        (request.user.login, request.issue_key),
+    ).fetchone()
+    return {"user_desktops": row[0], "in_flight": row[1]}
