@@ -25,7 +25,7 @@ import pendulum
 
 from airflow.sdk import Param, dag, get_current_context, task
 from vdi.clients import AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, sensor_settings, task_defaults
-from vdi.provision import on_task_failure
+from vdi.callbacks import on_task_failure
 from vdi.request import ISSUE_KEY_PATTERN
 
 

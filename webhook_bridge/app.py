@@ -91,7 +91,7 @@ def create_app(config: Mapping | None = None) -> Flask:
         airflow = AirflowClient(cfg["AIRFLOW_API_URL"], cfg["AIRFLOW_USERNAME"] or "", cfg["AIRFLOW_PASSWORD"] or "",
                                 timeout_s=cfg["AIRFLOW_TIMEOUT_S"])
     bridge = Bridge(list(cfg["WEBHOOK_SECRETS"]), router, pool, cfg["DB_TIMEOUT_S"], airflow, None,
-                    BatchRecorder(pool, cfg["DB_TIMEOUT_S"], writers=1))
+                    BatchRecorder(pool, cfg["DB_TIMEOUT_S"]))
     bridge.metrics = BridgeMetrics(bridge.backlog)
     if airflow is not None:
         bridge.dispatcher = Dispatcher(pool, airflow, bridge.metrics, threads=cfg["DISPATCHER_THREADS"],

@@ -127,11 +127,6 @@ class Dispatcher:
                 break  # Airflow is unavailable: leave the rest for their own retry time.
         return done
 
-    def dispatch_one(self, delivery_id: str | None) -> str | None:
-        """Claim one delivery (that one, or the most overdue) and trigger it; the outcome, or None if none."""
-        outcomes = self.dispatch([delivery_id] if delivery_id is not None else None, 1)
-        return outcomes[0] if outcomes else None
-
     def dispatch(self, delivery_ids: list[str] | None, limit: int = _MAX_BATCH) -> list[str]:
         """Claim these deliveries (or up to ``limit`` of the most overdue) and trigger them; their outcomes.
 

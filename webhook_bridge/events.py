@@ -9,11 +9,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from vdi.request import ISSUE_KEY_PATTERN
+
 IDENTIFIER_HEADER = "X-Atlassian-Webhook-Identifier"
 _IDENTIFIER = re.compile(r"[\x21-\x7e]{1,256}")
 # Airflow's default [scheduler] allowed_run_id_pattern; run ids are at most 250 characters.
 _RUN_ID_SAFE = re.compile(r"[A-Za-z0-9_.~:+-]{1,200}")
-_ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,49}-[0-9]{1,18}")
+_ISSUE_KEY = re.compile(ISSUE_KEY_PATTERN)
 
 
 class Malformed(ValueError):
@@ -57,11 +59,6 @@ def parse(body: bytes) -> tuple[dict, str | None]:
         return payload, body.decode()
     _check_storable(payload)
     return payload, None
-
-
-def parse_body(body: bytes) -> dict:
-    """The body as a JSON object that PostgreSQL's jsonb can store, else ``Malformed``."""
-    return parse(body)[0]
 
 
 def _check_storable(payload: dict) -> None:

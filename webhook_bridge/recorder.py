@@ -30,7 +30,7 @@ class _Pending:
 
 
 class BatchRecorder:
-    def __init__(self, pool: ConnectionPool, db_timeout_s: float, writers: int = 2):
+    def __init__(self, pool: ConnectionPool, db_timeout_s: float, writers: int = 1):
         self._pool = pool
         self._db_timeout_s = db_timeout_s
         self._max_writers = max(1, writers)

@@ -14,9 +14,13 @@ SIGNATURE_HEADER = "X-Hub-Signature"
 METHOD = "sha256"
 
 
+def _digest(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
 def sign(secret: str, body: bytes) -> str:
     """The header value Jira sends for ``body`` signed with ``secret``."""
-    return f"{METHOD}=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"{METHOD}={_digest(secret, body)}"
 
 
 def verify(header_value: str | None, body: bytes, secrets: Sequence[str]) -> bool:
@@ -35,6 +39,6 @@ def verify(header_value: str | None, body: bytes, secrets: Sequence[str]) -> boo
     for secret in secrets:
         if not secret:
             continue
-        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+        expected = _digest(secret, body).encode()
         matched |= hmac.compare_digest(expected, provided_bytes)
     return matched

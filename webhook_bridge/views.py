@@ -115,13 +115,12 @@ def _handle(bridge, config, req, environ) -> Answer:
     facts = events.Facts.of(payload)
     reason = events.staleness(payload, time.time() * 1000, config["REPLAY_WINDOW_S"], config["CLOCK_SKEW_S"])
     decision = events.Decision(None, reason) if reason else bridge.router.decide(facts)
-    if decision.dag_id:
-        delivery = deliveries.NewDelivery(
-            delivery_id, id_from_body, facts.event, facts.issue_key, payload, DeliveryStatus.PENDING,
-            dag_id=decision.dag_id, dag_run_id=events.dag_run_id(delivery_id), payload_json=payload_json)
-    else:
-        delivery = deliveries.NewDelivery(delivery_id, id_from_body, facts.event, facts.issue_key, payload,
-                                          DeliveryStatus.IGNORED, reason=decision.reason, payload_json=payload_json)
+    routed = decision.dag_id is not None
+    delivery = deliveries.NewDelivery(
+        delivery_id, id_from_body, facts.event, facts.issue_key, payload,
+        DeliveryStatus.PENDING if routed else DeliveryStatus.IGNORED, reason=decision.reason,
+        dag_id=decision.dag_id, dag_run_id=events.dag_run_id(delivery_id) if routed else None,
+        payload_json=payload_json)
     answer = Answer(0, "", {}, delivery_id, facts.issue_key, facts.event[:100], id_from_body)
     try:
         is_new = bridge.recorder.record(delivery)

@@ -69,9 +69,9 @@ def find_request_instance(ec2, request_id: str) -> dict[str, Any] | None:
     return min(instances, key=lambda i: i["LaunchTime"]) if instances else None
 
 
-def launch_once(ec2, params: dict[str, Any]) -> tuple[str, bool]:
-    """The request's instance id, launching it only when no tagged instance exists; (id, launched now)."""
-    request_id = next(t["Value"] for t in params["TagSpecifications"][0]["Tags"] if t["Key"] == TAG_REQUEST)
+def launch_once(ec2, params: dict[str, Any], request_id) -> tuple[str, bool]:
+    """The request's instance id, launching it only when no instance is tagged with ``request_id``;
+    (id, launched now)."""
     if existing := find_request_instance(ec2, request_id):
         return existing["InstanceId"], False
     reservation = ec2.run_instances(**params)

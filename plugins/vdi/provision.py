@@ -74,16 +74,7 @@ def validate(jira: JiraTicket, issue_key: str, fields: JiraFieldConfig, conn: ps
 def _reject_invalid(conn: psycopg.Connection, jira: JiraTicket, issue_key: str, invalid: RequestInvalid) -> None:
     request_id = request_id_for(issue_key)
     reason = str(invalid).split(": ", 1)[-1]
-    with conn.transaction():
-        conn.execute(
-            "INSERT INTO desktop_requests (request_id, issue_key, project_key, state, step)"
-            " VALUES (%s, %s, %s, 'rejected', 'validate')"
-            " ON CONFLICT (issue_key) DO UPDATE SET state = 'rejected', step = 'validate', updated_at = now()"
-            " WHERE desktop_requests.state IN ('received', 'failed', 'rejected')",
-            (request_id, issue_key, issue_key.rsplit("-", 1)[0]),
-        )
-        store.record_event(conn, request_id, "validate", "invalid", {"missing": invalid.missing,
-                                                                     "problems": invalid.problems})
+    store.record_invalid(conn, request_id, issue_key, {"missing": invalid.missing, "problems": invalid.problems})
     jira.comment_once(issue_key, comment_marker(str(request_id), f"invalid-{_short_hash(reason)}"),
                       f"This desktop request cannot be processed: {reason}. "
                       "Please complete the ticket; it will be picked up again when it is approved.")
@@ -129,7 +120,7 @@ def launch(conn: psycopg.Connection, ec2, request: DesktopRequest, catalog: Cata
     """The request's instance id; launches only when no instance carries the request's tag."""
     bundle = catalog.bundles[request.bundle]
     params = ec2_ops.run_instances_params(request, bundle, os_family, catalog.region, user_data(request, os_family))
-    instance_id, launched = ec2_ops.launch_once(ec2, params)
+    instance_id, launched = ec2_ops.launch_once(ec2, params, request.request_id)
     store.set_instance(conn, request.request_id, instance_id, {
         "launched_now": launched, "instance_type": params["InstanceType"], "image_id": params["ImageId"]})
     return instance_id
@@ -235,26 +226,3 @@ def broker_address(leostream_url: str) -> str:
 def request_from(data: dict[str, Any]) -> DesktopRequest:
     return DesktopRequest.model_validate(data)
 
-
-def on_task_failure(context: dict[str, Any]) -> None:
-    """``on_failure_callback`` of the provisioning tasks: runs once a task has no retry left."""
-    from vdi import clients
-
-    ti = context["ti"]
-    params = context.get("params") or {}
-    conf = getattr(context.get("dag_run"), "conf", None) or {}
-    issue_key = params.get("issue_key") or conf.get("issue_key")
-    if not issue_key:
-        log.error("%s failed and the run names no issue key; nothing to report", ti.task_id)
-        return
-    attempt = f"{context['run_id']}-{ti.try_number}"
-    jira = None
-    try:
-        jira = clients.jira()
-    except Exception as error:
-        log.error("cannot reach Jira to report the failure: %s", readable_cause(error))
-    try:
-        with clients.database() as conn:
-            record_failure(conn, jira, issue_key, ti.task_id, context.get("exception"), attempt)
-    except Exception as error:  # a failure callback must not raise; the log is the last resort
-        log.error("could not record the failure of %s for %s: %s", ti.task_id, issue_key, readable_cause(error))

@@ -88,10 +88,10 @@ def next_issue_number(database_url: str) -> int:
     """One past the highest issue number the app database knows: the in-memory Jira sandbox starts there."""
     import psycopg
 
+    from vdi.store.requests import highest_issue_number
+
     with psycopg.connect(database_url, connect_timeout=5) as conn:
-        highest = conn.execute(
-            "SELECT max(split_part(issue_key, '-', 2)::int) FROM desktop_requests").fetchone()[0]
-    return (highest or 0) + 1
+        return highest_issue_number(conn) + 1
 
 
 def wait_for_health(supervisor: Supervisor, program, deadline_s: float) -> None:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from webhook_bridge.events import Facts, Malformed, Router, dag_run_id, delivery_id, parse_body, staleness
+from webhook_bridge.events import Facts, Malformed, Router, dag_run_id, delivery_id, parse, staleness
 
 
 @pytest.mark.parametrize("body", [
@@ -12,11 +12,11 @@ from webhook_bridge.events import Facts, Malformed, Router, dag_run_id, delivery
 ])
 def test_unusable_bodies_are_malformed(body):
     with pytest.raises(Malformed):
-        parse_body(body)
+        parse(body)
 
 
 def test_a_jira_body_parses():
-    assert parse_body(b'{"webhookEvent": "jira:issue_created", "t": "\\ud83d\\ude00"}')["t"] == "\U0001F600"
+    assert parse(b'{"webhookEvent": "jira:issue_created", "t": "\\ud83d\\ude00"}')[0]["t"] == "\U0001F600"
 
 
 def test_delivery_id_is_the_header_or_a_hash_of_the_body():

@@ -59,14 +59,7 @@ class Backlog:
 
 def record(conn: psycopg.Connection, delivery: NewDelivery) -> bool:
     """Insert the delivery; True when it is new, False when its id was already recorded (a duplicate)."""
-    row = conn.execute(
-        "INSERT INTO deliveries (delivery_id, id_from_body, event, issue_key, status, reason, payload,"
-        " dag_id, dag_run_id) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
-        " ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
-        (delivery.delivery_id, delivery.id_from_body, delivery.event, delivery.issue_key, delivery.status.value,
-         delivery.reason, delivery.payload_param(), delivery.dag_id, delivery.dag_run_id),
-    ).fetchone()
-    return row is not None
+    return delivery.delivery_id in record_many(conn, [delivery])
 
 
 _INSERT = ("INSERT INTO deliveries (delivery_id, id_from_body, event, issue_key, status, reason, payload, dag_id,"
@@ -95,24 +88,10 @@ _CLAIM_COLUMNS = "delivery_id, event, issue_key, dag_id, dag_run_id, attempts"
 
 
 def claim(conn: psycopg.Connection, delivery_id: str | None = None) -> ClaimedDelivery | None:
-    """Lock one pending delivery for dispatch inside the caller's transaction.
-
-    With ``delivery_id``: that delivery if it is still pending and nobody holds it (a wake-up for a new
-    delivery need not wait for ``next_attempt_at``). Without: the most overdue pending delivery that is due.
-    Rows another transaction holds are skipped, never waited for.
-    """
-    if delivery_id is not None:
-        row = conn.execute(
-            f"SELECT {_CLAIM_COLUMNS} FROM deliveries WHERE delivery_id = %s AND status = 'pending'"
-            " FOR UPDATE SKIP LOCKED",
-            (delivery_id,),
-        ).fetchone()
-    else:
-        row = conn.execute(
-            f"SELECT {_CLAIM_COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
-            " ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"
-        ).fetchone()
-    return ClaimedDelivery(*row) if row else None
+    """Lock one pending delivery for dispatch inside the caller's transaction (see ``claim_many``): that one,
+    or the most overdue that is due; None when there is none free."""
+    claimed = claim_many(conn, [delivery_id] if delivery_id is not None else None, limit=1)
+    return claimed[0] if claimed else None
 
 
 def claim_many(conn: psycopg.Connection, delivery_ids: list[str] | None = None,
@@ -141,7 +120,7 @@ def claim_many(conn: psycopg.Connection, delivery_ids: list[str] | None = None,
 
 
 def mark_dispatched_many(conn: psycopg.Connection, delivery_ids: list[str]) -> None:
-    """``mark_dispatched`` for several deliveries in one statement."""
+    """Mark deliveries Airflow took (created or already there) as dispatched, in one statement."""
     if delivery_ids:
         conn.execute(
             "UPDATE deliveries SET status = 'dispatched', dispatched_at = now(), attempts = attempts + 1,"
@@ -151,11 +130,7 @@ def mark_dispatched_many(conn: psycopg.Connection, delivery_ids: list[str]) -> N
 
 
 def mark_dispatched(conn: psycopg.Connection, delivery_id: str) -> None:
-    conn.execute(
-        "UPDATE deliveries SET status = 'dispatched', dispatched_at = now(), attempts = attempts + 1,"
-        " last_error = NULL WHERE delivery_id = %s",
-        (delivery_id,),
-    )
+    mark_dispatched_many(conn, [delivery_id])
 
 
 def mark_retry(conn: psycopg.Connection, delivery_id: str, error: str, delay_s: float) -> None:

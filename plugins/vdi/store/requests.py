@@ -87,6 +87,25 @@ def claim(conn: psycopg.Connection, request: DesktopRequest, run_id: str, manual
     return Claim(True, request_id, RequestState.IN_PROGRESS)
 
 
+def record_invalid(conn: psycopg.Connection, request_id: uuid.UUID, issue_key: str, detail: dict[str, Any]) -> None:
+    """A ticket that cannot become a request: recorded as rejected at ``validate`` (unless it is already
+    under way or done), with the problems in the event log."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO desktop_requests (request_id, issue_key, project_key, state, step)"
+            " VALUES (%s, %s, %s, 'rejected', 'validate')"
+            " ON CONFLICT (issue_key) DO UPDATE SET state = 'rejected', step = 'validate', updated_at = now()"
+            " WHERE desktop_requests.state IN ('received', 'failed', 'rejected')",
+            (request_id, issue_key, issue_key.rsplit("-", 1)[0]),
+        )
+        record_event(conn, request_id, "validate", "invalid", detail)
+
+
+def highest_issue_number(conn: psycopg.Connection) -> int:
+    """The highest issue number among the requests (0 when there is none)."""
+    return conn.execute("SELECT max(split_part(issue_key, '-', 2)::int) FROM desktop_requests").fetchone()[0] or 0
+
+
 def set_state(conn: psycopg.Connection, request_id: uuid.UUID, state: RequestState, step: str,
               outcome: str, detail: dict[str, Any] | None = None) -> None:
     """Move the request to ``state`` at ``step`` and log it, in one transaction."""

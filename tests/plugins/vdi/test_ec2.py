@@ -46,7 +46,7 @@ def test_launch_parameters_require_imdsv2_encrypt_the_root_volume_and_tag_the_re
 
 
 def test_launch_once_launches_a_tagged_instance_with_the_user_data(ec2, params, desktop_request):
-    instance_id, launched = ec2_ops.launch_once(ec2, params)
+    instance_id, launched = ec2_ops.launch_once(ec2, params, desktop_request.request_id)
     assert launched
     instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
@@ -55,25 +55,24 @@ def test_launch_once_launches_a_tagged_instance_with_the_user_data(ec2, params, 
     assert ec2_ops.decoded_user_data(ec2, instance_id) == "#!/bin/bash\necho bootstrap\n"
 
 
-def test_a_retry_after_a_crash_between_launch_and_record_finds_the_instance(ec2, params):
+def test_a_retry_after_a_crash_between_launch_and_record_finds_the_instance(ec2, params, desktop_request):
     # The first attempt launched, then died before recording the id: only the tags remember it.
     first = ec2.run_instances(**params)["Instances"][0]["InstanceId"]
-    instance_id, launched = ec2_ops.launch_once(ec2, params)
+    instance_id, launched = ec2_ops.launch_once(ec2, params, desktop_request.request_id)
     assert (instance_id, launched) == (first, False)
-    live = ec2_ops.find_request_instance(ec2, next(t["Value"] for t in params["TagSpecifications"][0]["Tags"]
-                                                   if t["Key"] == "vdi:request"))
+    live = ec2_ops.find_request_instance(ec2, desktop_request.request_id)
     assert live["InstanceId"] == first
 
 
-def test_a_terminated_instance_does_not_count_as_the_desktop(ec2, params):
-    first, _ = ec2_ops.launch_once(ec2, params)
+def test_a_terminated_instance_does_not_count_as_the_desktop(ec2, params, desktop_request):
+    first, _ = ec2_ops.launch_once(ec2, params, desktop_request.request_id)
     ec2.terminate_instances(InstanceIds=[first])
-    second, launched = ec2_ops.launch_once(ec2, params)
+    second, launched = ec2_ops.launch_once(ec2, params, desktop_request.request_id)
     assert launched and second != first
 
 
-def test_a_running_instance_with_passed_checks_is_ready_and_a_stopped_one_is_not(ec2, params):
-    instance_id, _ = ec2_ops.launch_once(ec2, params)
+def test_a_running_instance_with_passed_checks_is_ready_and_a_stopped_one_is_not(ec2, params, desktop_request):
+    instance_id, _ = ec2_ops.launch_once(ec2, params, desktop_request.request_id)
     running = ec2_ops.instance_status(ec2, instance_id)
     assert running == {"state": "running", "instance_check": "ok", "system_check": "ok"}
     assert ec2_ops.is_ready(running)
@@ -81,7 +80,7 @@ def test_a_running_instance_with_passed_checks_is_ready_and_a_stopped_one_is_not
     assert not ec2_ops.is_ready(ec2_ops.instance_status(ec2, instance_id))
 
 
-def test_user_data_is_sent_base64_encoded_by_boto(ec2, params):
-    instance_id, _ = ec2_ops.launch_once(ec2, params)
+def test_user_data_is_sent_base64_encoded_by_boto(ec2, params, desktop_request):
+    instance_id, _ = ec2_ops.launch_once(ec2, params, desktop_request.request_id)
     raw = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"]["Value"]
     assert base64.b64decode(raw).startswith(b"#!/bin/bash")
