@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import psycopg
 from flask import Flask
 from psycopg_pool import ConnectionPool
 
@@ -16,6 +18,7 @@ from webhook_bridge import settings
 from webhook_bridge.airflow_client import AirflowClient
 from webhook_bridge.dispatcher import Dispatcher
 from webhook_bridge.events import Router
+from webhook_bridge.journal import DeliveryJournal
 from webhook_bridge.metrics import BridgeMetrics
 from webhook_bridge.recorder import BatchRecorder
 from webhook_bridge.views import bp
@@ -33,6 +36,7 @@ class Bridge:
     db_timeout_s: float
     airflow: AirflowClient | None
     metrics: BridgeMetrics
+    journal: DeliveryJournal
     recorder: BatchRecorder
     dispatcher: Dispatcher | None = None
 
@@ -57,6 +61,7 @@ class Bridge:
         if self.dispatcher is not None:
             self.dispatcher.stop()
         self.recorder.stop()
+        self.journal.stop()
         self.pool.close()
 
 
@@ -70,6 +75,10 @@ def _log_to_stderr() -> None:
     log.setLevel(logging.INFO)
 
 
+def _no_commit_wait(conn: psycopg.Connection) -> None:
+    conn.execute("SET synchronous_commit = off")
+
+
 def create_app(config: Mapping | None = None) -> Flask:
     """A bridge app; ``config`` overrides the settings read from the environment (see ``settings``)."""
     _log_to_stderr()
@@ -80,21 +89,24 @@ def create_app(config: Mapping | None = None) -> Flask:
     if not cfg["WEBHOOK_SECRETS"]:
         log.error("no webhook secret is configured (JIRA_WEBHOOK_SECRET): every delivery will be refused")
     router = Router.from_config(cfg["ROUTES"], cfg["PROJECTS"], cfg["ISSUE_TYPES"])
-    pool = ConnectionPool(
-        database_url(cfg["DATABASE_URL"]), min_size=1, max_size=max(2, cfg["DB_POOL_MAX"]),
-        kwargs={"autocommit": True, "connect_timeout": max(1, int(cfg["DB_TIMEOUT_S"]))},
-        open=False, name="webhook-bridge",
-    )
+    url = database_url(cfg["DATABASE_URL"])
+    connect_kwargs = {"autocommit": True, "connect_timeout": max(1, int(cfg["DB_TIMEOUT_S"]))}
+    # The pool serves the dispatcher and the health checks; the recorder keeps a connection of its own. The
+    # dispatcher's writes need not wait for the WAL flush: one lost in a crash is redone by the next sweep (a
+    # delivery triggered twice gets Airflow's 409, "already triggered"). A recorded delivery is always durable.
+    pool = ConnectionPool(url, min_size=1, max_size=max(2, cfg["DB_POOL_MAX"]), kwargs=connect_kwargs,
+                          configure=_no_commit_wait, open=False, name="webhook-bridge")
     pool.open(wait=False)
     airflow = None
     if cfg["AIRFLOW_API_URL"]:
         airflow = AirflowClient(cfg["AIRFLOW_API_URL"], cfg["AIRFLOW_USERNAME"] or "", cfg["AIRFLOW_PASSWORD"] or "",
                                 timeout_s=cfg["AIRFLOW_TIMEOUT_S"])
-    bridge = Bridge(list(cfg["WEBHOOK_SECRETS"]), router, pool, cfg["DB_TIMEOUT_S"], airflow, None,
-                    BatchRecorder(pool, cfg["DB_TIMEOUT_S"]))
+    bridge = Bridge(list(cfg["WEBHOOK_SECRETS"]), router, pool, cfg["DB_TIMEOUT_S"], airflow, None, None,
+                    BatchRecorder(functools.partial(psycopg.connect, url, **connect_kwargs), cfg["DB_TIMEOUT_S"]))
     bridge.metrics = BridgeMetrics(bridge.backlog)
+    bridge.journal = DeliveryJournal(bridge.metrics)
     if airflow is not None:
-        bridge.dispatcher = Dispatcher(pool, airflow, bridge.metrics, threads=cfg["DISPATCHER_THREADS"],
+        bridge.dispatcher = Dispatcher(pool, airflow, bridge.journal, threads=cfg["DISPATCHER_THREADS"],
                                        sweep_interval_s=cfg["SWEEP_INTERVAL_S"], retry_base_s=cfg["RETRY_BASE_S"],
                                        retry_max_s=cfg["RETRY_MAX_S"])
         bridge.dispatcher.start()

@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from vdi.store import deliveries
 from webhook_bridge.airflow_client import AirflowClient, AirflowUnavailable, TriggerOutcome, TriggerRefused
-from webhook_bridge.metrics import BridgeMetrics
+from webhook_bridge.journal import DeliveryJournal
 
 log = logging.getLogger("webhook_bridge.dispatch")
 
@@ -44,11 +44,11 @@ def run_conf(claimed: deliveries.ClaimedDelivery) -> dict:
 
 
 class Dispatcher:
-    def __init__(self, pool: ConnectionPool, airflow: AirflowClient, metrics: BridgeMetrics, *, threads: int,
+    def __init__(self, pool: ConnectionPool, airflow: AirflowClient, journal: DeliveryJournal, *, threads: int,
                  sweep_interval_s: float, retry_base_s: float, retry_max_s: float):
         self._pool = pool
         self._airflow = airflow
-        self._metrics = metrics
+        self._journal = journal
         self._thread_count = threads
         self._sweep_interval_s = sweep_interval_s
         self._retry_base_s = retry_base_s
@@ -161,8 +161,8 @@ class Dispatcher:
                     break
             deliveries.mark_dispatched_many(conn, dispatched)
         for claimed, outcome, ms, detail in lines:
-            self._metrics.triggers.labels(outcome).inc()
-            log.info("trigger delivery=%s dag=%s run=%s outcome=%s attempt=%d ms=%.0f%s", claimed.delivery_id,
-                     claimed.dag_id, claimed.dag_run_id, outcome, claimed.attempts + 1, ms,
-                     f" error={detail}" if detail else "")
+            error = f" error={detail}" if detail else ""
+            self._journal.triggered(outcome, (
+                f"trigger delivery={claimed.delivery_id} dag={claimed.dag_id} run={claimed.dag_run_id} "
+                f"outcome={outcome} attempt={claimed.attempts + 1} ms={ms:.0f}{error}"))
         return outcomes

@@ -30,6 +30,16 @@ class _OutOfRange(ValueError):
     pass
 
 
+class _WideExponent(ValueError):
+    """A number whose exponent has 3 digits or more: Python may read it differently from jsonb (1e-400 is 0.0)."""
+
+
+def _plain_float(text: str) -> float:
+    if len(text.lower().partition("e")[2].lstrip("+-")) >= 3:
+        raise _WideExponent(text[:20])
+    return _finite_float(text)
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -37,25 +47,40 @@ def _finite_float(text: str) -> float:
     return value
 
 
-# What jsonb cannot take, or might read differently from Python, can only come from these bytes: a \u0000 or
-# surrogate escape, a raw NUL or surrogate (UTF-8 lead byte ED; also UTF-16/32 bodies), a byte-order mark, or a
-# 3-digit exponent. A body without any of them is stored as received (no walk, no second serialisation);
-# one with any (false alarms included, e.g. Hangul text) is walked and re-serialised from the parsed object.
-_NEEDS_CHECK = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|[\x00\xed]|\A\xef\xbb\xbf|[0-9][eE][-+]?[0-9]{3}")
+# What jsonb cannot take, or might read differently from Python, can only come from a \u escape (\u0000 or a
+# surrogate), a raw NUL or surrogate (UTF-8 lead byte ED; also UTF-16/32 bodies), a byte-order mark, or a number
+# with a 3-digit exponent (seen by the float hook). A body without any of them is stored as received (no walk, no
+# second serialisation); one with any (false alarms included, e.g. Hangul text) is walked and re-serialised.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _needs_check(body: bytes) -> bool:
+    return (b"\x00" in body or b"\xed" in body or body.startswith(b"\xef\xbb\xbf")
+            or (b"\\u" in body and _SUSPECT_ESCAPE.search(body) is not None))
+
+
+def _loads(body: bytes, parse_float) -> object:
+    try:
+        return json.loads(body, parse_constant=_reject_constant, parse_float=parse_float)
+    except _WideExponent:
+        raise
+    except _OutOfRange:
+        raise Malformed("body holds a number out of range") from None
+    except (ValueError, RecursionError, UnicodeDecodeError) as error:
+        raise Malformed("body is not valid JSON") from error
 
 
 def parse(body: bytes) -> tuple[dict, str | None]:
     """The body as a JSON object that PostgreSQL's jsonb can store, and the body's text when it can be stored
     as it came (else None: store the parsed object re-serialised); ``Malformed`` when it is not usable."""
+    wide_exponent = False
     try:
-        payload = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
-    except _OutOfRange:
-        raise Malformed("body holds a number out of range") from None
-    except (ValueError, RecursionError, UnicodeDecodeError) as error:
-        raise Malformed("body is not valid JSON") from error
+        payload = _loads(body, _plain_float)
+    except _WideExponent:
+        payload, wide_exponent = _loads(body, _finite_float), True
     if not isinstance(payload, dict):
         raise Malformed("body is not a JSON object")
-    if _NEEDS_CHECK.search(body) is None:
+    if not wide_exponent and not _needs_check(body):
         return payload, body.decode()
     _check_storable(payload)
     return payload, None
@@ -114,10 +139,10 @@ def _text(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _dig(payload: Mapping, *path: str):
+def _dig(payload: dict, *path: str):
     value = payload
     for key in path:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):  # parsed JSON: objects are dicts
             return None
         value = value.get(key)
     return value
@@ -135,7 +160,7 @@ class Facts:
     status: str | None
 
     @classmethod
-    def of(cls, payload: Mapping) -> "Facts":
+    def of(cls, payload: dict) -> "Facts":
         key = _text(_dig(payload, "issue", "key"))
         key = key if key and _ISSUE_KEY.fullmatch(key) else None
         project = _text(_dig(payload, "issue", "fields", "project", "key")) or (key.rsplit("-", 1)[0] if key else None)

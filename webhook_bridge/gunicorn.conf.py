@@ -1,5 +1,11 @@
 """gunicorn settings for the bridge: ``gunicorn -c webhook_bridge/gunicorn.conf.py`` (bind with ``--bind``
 or ``BRIDGE_BIND``). Workers load the app after the fork, so each runs its own pool and dispatcher threads.
+
+Workers are gevent's: the bridge waits on sockets (PostgreSQL, Airflow, Jira's connections) and computes
+little, and greenlets wait without the GIL hand-offs that threads pay on every wake-up. Measured with
+``bench/bridge_ack.py`` on this 2-CPU machine: ~2,000-2,250 signed deliveries/s against ~1,400-1,700 with
+2 gthread workers x 8 threads (bench/RESULTS.md). psycopg cooperates with gevent by itself (3.1.14 and later).
+``BRIDGE_WORKER_CLASS=gthread`` (with ``BRIDGE_THREADS``) goes back to threads.
 """
 
 import os
@@ -13,8 +19,9 @@ wsgi_app = "webhook_bridge:create_app()"
 pythonpath = f"{_REPO_ROOT},{_REPO_ROOT / 'plugins'}"
 bind = os.environ.get("BRIDGE_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("BRIDGE_WORKERS", "2"))
-worker_class = "gthread"
-threads = int(os.environ.get("BRIDGE_THREADS", "8"))
+worker_class = os.environ.get("BRIDGE_WORKER_CLASS", "gevent")
+threads = int(os.environ.get("BRIDGE_THREADS", "8"))  # gthread only
+worker_connections = 1000  # gevent: connections per worker
 # Jira gives up after ~20 s; a request that takes longer is a stuck worker.
 timeout = 30
 graceful_timeout = 20

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass
 
@@ -18,7 +17,6 @@ from vdi.store import deliveries
 from webhook_bridge import events, signature
 
 bp = Blueprint("bridge", __name__)
-delivery_log = logging.getLogger("webhook_bridge.delivery")
 
 RETRY_HEADER = "X-Atlassian-Webhook-Retry"
 
@@ -66,9 +64,7 @@ def jira_webhook():
     # A small flat dict: json.dumps directly (Flask's jsonify adds a provider, sorting and a newline per call).
     response = Response(json.dumps(answer.body, separators=(",", ":")), answer.http_status, mimetype=_JSON)
     elapsed = time.perf_counter() - started
-    bridge.metrics.delivery(answer.outcome)
-    bridge.metrics.ack_seconds.observe(elapsed)
-    delivery_log.info(json.dumps({
+    bridge.journal.answered(answer.outcome, elapsed, {
         "delivery_id": answer.delivery_id or _unverified_id(environ),
         "issue": answer.issue_key,
         "event": answer.event,
@@ -77,7 +73,7 @@ def jira_webhook():
         "ms": round(elapsed * 1000, 2),
         "id_from_body": answer.id_from_body,
         "retry": environ.get(_RETRY_KEY, "")[:8] or None,
-    }))
+    })
     if answer.wake and bridge.dispatcher is not None:
         delivery_id = answer.delivery_id
         response.call_on_close(lambda: bridge.dispatcher.wake(delivery_id))
@@ -164,4 +160,5 @@ def readyz():
 @bp.get("/metrics")
 def metrics():
     bridge = current_app.extensions["webhook_bridge"]
+    bridge.journal.flush()
     return Response(bridge.metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)

@@ -49,6 +49,7 @@ def test_missing_identifier_uses_a_hash_of_the_body(client, app_database_url, ca
     with caplog.at_level(logging.INFO, logger="webhook_bridge.delivery"):
         first = client.post("/webhooks/jira", data=body, headers=signed_headers(body, delivery_id=None))
         second = client.post("/webhooks/jira", data=body, headers=signed_headers(body, delivery_id=None))
+        client.application.extensions["webhook_bridge"].journal.flush()
     assert (first.status_code, second.status_code) == (202, 200)
     [row] = rows(app_database_url)
     assert row[0].startswith("body-sha256-") and row[1] is True
@@ -181,6 +182,7 @@ def test_one_log_line_per_delivery_without_secret_or_body(client, caplog):
     with caplog.at_level(logging.DEBUG):
         client.post("/webhooks/jira", data=body, headers=signed_headers(body, "log-1"))
         client.post("/webhooks/jira", data=body, headers={**signed_headers(body, "log-2"), "X-Hub-Signature": "sha256=00"})
+        client.application.extensions["webhook_bridge"].journal.flush()
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "webhook_bridge.delivery"]
     assert [(l["delivery_id"], l["outcome"]) for l in lines] == [("log-1", "accepted"), ("log-2", "unauthorized")]
     assert lines[0]["issue"] == "VDI-7" and lines[0]["event"] == "jira:issue_created" and lines[0]["ms"] >= 0

@@ -64,25 +64,6 @@ def test_record_many_reports_only_new_ids(app_database_url):
         assert conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 3
 
 
-def test_concurrent_copies_through_the_recorder_make_one_new_row(app_database_url):
-    from concurrent.futures import ThreadPoolExecutor
-
-    from psycopg_pool import ConnectionPool
-
-    from webhook_bridge.recorder import BatchRecorder
-
-    with ConnectionPool(app_database_url, min_size=1, max_size=4, kwargs={"autocommit": True}) as pool:
-        recorder = BatchRecorder(pool, db_timeout_s=5)
-        try:
-            with ThreadPoolExecutor(10) as threads:
-                outcomes = list(threads.map(lambda _: recorder.record(new("same")), range(10)))
-                mixed = list(threads.map(lambda n: recorder.record(new(f"m{n % 3}")), range(9)))
-        finally:
-            recorder.stop()
-    assert sorted(outcomes) == [False] * 9 + [True]
-    assert sorted(mixed) == [False] * 6 + [True] * 3
-
-
 def test_raw_json_text_is_stored_as_the_same_jsonb(app_database_url):
     import json
 
