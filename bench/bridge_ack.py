@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bridge_ack [--requests 3000] [--concurrency 16] [--rate 100] [--seconds 10]
 
-One gunicorn (the package's config: 2 gthread workers) serves the real app plus one extra route,
+One gunicorn (the package's config, ``webhook_bridge/gunicorn.conf.py``) serves the real app plus one extra route,
 ``POST /bench/bare`` → 200 with no work: the floor. A real embedded PostgreSQL (pgserver) records the
 deliveries; Airflow is a real-HTTP stub whose trigger answer can be delayed, so the run shows whether the ack
 follows Airflow's latency. Everything listens on loopback; every phase is bounded in count and time.
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="open-loop duration")
     parser.add_argument("--fast-ms", type=float, default=40.0, help="Airflow stub trigger latency, idle Airflow")
     parser.add_argument("--slow-ms", type=float, default=500.0, help="Airflow stub trigger latency, busy Airflow")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: the package's config)")
     args = parser.parse_args(argv)
 
     import pgserver
@@ -317,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     env = {**os.environ, "VDI_DATABASE_URL": database_url, "JIRA_WEBHOOK_SECRET": SECRET,
            "AIRFLOW_API_URL": airflow.url, "AIRFLOW_USERNAME": "bench", "AIRFLOW_PASSWORD": "bench",
-           "BRIDGE_WORKERS": str(args.workers), "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'plugins'}"}
+           "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'plugins'}"}
+    if args.workers:
+        env["BRIDGE_WORKERS"] = str(args.workers)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = workdir / "gunicorn.log"
     gunicorn = subprocess.Popen(
@@ -333,7 +335,10 @@ def main(argv: list[str] | None = None) -> int:
                 return False
 
         wait_for(up, 30, "gunicorn")
-        print(f"bench: gunicorn {args.workers} workers on 127.0.0.1:{port}; PostgreSQL {pg.get_uri().split('?')[0]}",
+        import psutil
+
+        print(f"bench: gunicorn ({len(psutil.Process(gunicorn.pid).children())} workers) on 127.0.0.1:{port};"
+              f" PostgreSQL {pg.get_uri().split('?')[0]}",
               flush=True)
         closed_loop(port, "warm-up", "/webhooks/jira", 202, 300, args.concurrency)
         closed_loop(port, "warm-up", "/bench/bare", 200, 300, args.concurrency)

@@ -10,17 +10,17 @@
 | ``CLOCK_SKEW_S`` | ``BRIDGE_CLOCK_SKEW_S`` | 300 (how far in the future a timestamp may be) |
 | ``ROUTES`` | ``BRIDGE_ROUTES`` (JSON list) | ``jira:issue_created``, ``jira:issue_updated`` → ``vdi_provision`` |
 | ``PROJECTS`` / ``ISSUE_TYPES`` | ``BRIDGE_PROJECTS`` / ``BRIDGE_ISSUE_TYPES`` (comma-separated) | any |
-| ``DISPATCHER_THREADS`` | ``BRIDGE_DISPATCHER_THREADS`` | 1 (0: no dispatcher in this process; see below) |
+| ``DISPATCHER_THREADS`` | ``BRIDGE_DISPATCHER_THREADS`` | 2 (0: no dispatcher in this process; see below) |
 | ``SWEEP_INTERVAL_S`` | ``BRIDGE_SWEEP_INTERVAL_S`` | 5 |
 | ``RETRY_BASE_S`` / ``RETRY_MAX_S`` | ``BRIDGE_RETRY_BASE_S`` / ``BRIDGE_RETRY_MAX_S`` | 2 / 60 (a pending delivery is retried at least every minute) |
 | ``AIRFLOW_TIMEOUT_S`` | ``BRIDGE_AIRFLOW_TIMEOUT_S`` | 5 |
 | ``DB_POOL_MAX`` | ``BRIDGE_DB_POOL_MAX`` | 4 (per process: dispatcher threads and health checks; the recorder has its own) |
 | ``DB_TIMEOUT_S`` | ``BRIDGE_DB_TIMEOUT_S`` | 3 (then 503) |
 
-One dispatcher thread per process: Airflow's API server creates runs one at a time (``bench/airflow_trigger_rate.py``
-on the local stack: 40-50 runs/s whether 1, 2, 4 or 8 triggers are sent at once, the latency growing as
-~20-25 ms x concurrency), so two processes' two threads already reach its rate, and each more thread only costs
-the bridge CPU.
+Two dispatcher threads per process (with gunicorn's one worker, two triggers in flight): Airflow's API server
+creates runs one at a time (``bench/airflow_trigger_rate.py`` on the local stack: ~37-43 runs/s one at a time,
+~40-50 with 2, 4 or 8 at once, the latency growing as ~20-25 ms x concurrency), so two in flight reach its rate
+and more only add latency. With several bridge processes, keep their threads to about two in all.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "ROUTES": json.loads(env["BRIDGE_ROUTES"]) if env.get("BRIDGE_ROUTES") else DEFAULT_ROUTES,
         "PROJECTS": _csv(env.get("BRIDGE_PROJECTS", "")),
         "ISSUE_TYPES": _csv(env.get("BRIDGE_ISSUE_TYPES", "")),
-        "DISPATCHER_THREADS": int(number("BRIDGE_DISPATCHER_THREADS", 1)),
+        "DISPATCHER_THREADS": int(number("BRIDGE_DISPATCHER_THREADS", 2)),
         "SWEEP_INTERVAL_S": number("BRIDGE_SWEEP_INTERVAL_S", 5),
         "RETRY_BASE_S": number("BRIDGE_RETRY_BASE_S", 2),
         "RETRY_MAX_S": number("BRIDGE_RETRY_MAX_S", 60),
