@@ -69,7 +69,9 @@ def claim(conn: psycopg.Connection, request: DesktopRequest, run_id: str, manual
     with conn.transaction():
         conn.execute(
             "INSERT INTO desktop_requests (request_id, issue_key, project_key, desktop_user, bundle, os, state)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (issue_key) DO NOTHING",
+            # No conflict target: request_id and issue_key are both unique (and derived from each other), and a
+            # concurrent insert may collide on either; with one named, a collision on the other is an error.
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (request_id, request.issue_key, request.project_key, request.user.login, request.bundle, request.os,
              RequestState.RECEIVED.value),
         )
@@ -91,12 +93,17 @@ def record_invalid(conn: psycopg.Connection, request_id: uuid.UUID, issue_key: s
     """A ticket that cannot become a request: recorded as rejected at ``validate`` (unless it is already
     under way or done), with the problems in the event log."""
     with conn.transaction():
+        # Insert-or-nothing, then update: an upsert names one conflict target, and a concurrent insert may collide
+        # on the other unique column (see claim).
         conn.execute(
             "INSERT INTO desktop_requests (request_id, issue_key, project_key, state, step)"
-            " VALUES (%s, %s, %s, 'rejected', 'validate')"
-            " ON CONFLICT (issue_key) DO UPDATE SET state = 'rejected', step = 'validate', updated_at = now()"
-            " WHERE desktop_requests.state IN ('received', 'failed', 'rejected')",
+            " VALUES (%s, %s, %s, 'rejected', 'validate') ON CONFLICT DO NOTHING",
             (request_id, issue_key, issue_key.rsplit("-", 1)[0]),
+        )
+        conn.execute(
+            "UPDATE desktop_requests SET state = 'rejected', step = 'validate', updated_at = now()"
+            " WHERE issue_key = %s AND state IN ('received', 'failed', 'rejected')",
+            (issue_key,),
         )
         record_event(conn, request_id, "validate", "invalid", detail)
 

@@ -1,3 +1,4 @@
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -66,14 +67,39 @@ def test_a_failed_request_is_resumed_by_its_own_run_or_a_manual_one_only(conn, d
     assert store.get_request(conn, "VDI-12")["owner_run_id"] == "manual-run-3"
 
 
-def test_concurrent_claims_by_different_runs_let_exactly_one_proceed(app_database_url, desktop_request):
-    def attempt(run_id):
-        with psycopg.connect(app_database_url, autocommit=True) as connection:
-            return store.claim(connection, desktop_request, run_id).proceed
+def at_once(app_database_url, action, times: int = 8) -> list:
+    """``action(connection, n)`` from ``times`` threads released together, each on its own connection."""
+    connections = [psycopg.connect(app_database_url, autocommit=True) for _ in range(times)]
+    start = threading.Barrier(times)
 
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(attempt, [f"run-{i}" for i in range(8)]))
-    assert results.count(True) == 1
+    def attempt(n):
+        start.wait()
+        return action(connections[n], n)
+
+    try:
+        with ThreadPoolExecutor(times) as pool:
+            return list(pool.map(attempt, range(times)))
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_concurrent_claims_by_different_runs_let_exactly_one_proceed(app_database_url, desktop_request):
+    for number in range(20, 32):  # a fresh ticket each round: the first inserts may collide on either key
+        ticket = desktop_request.model_copy(update={"issue_key": f"VDI-{number}"})
+        results = at_once(app_database_url, lambda connection, n: store.claim(connection, ticket, f"run-{n}").proceed)
+        assert results.count(True) == 1
+
+
+def test_concurrent_invalid_records_make_one_rejected_request(app_database_url, conn, desktop_request):
+    for number in range(40, 52):
+        issue_key = f"VDI-{number}"
+        request_id = desktop_request.model_copy(update={"issue_key": issue_key}).request_id
+        at_once(app_database_url, lambda connection, n: store.record_invalid(
+            connection, request_id, issue_key, {"missing": ["bundle"], "attempt": n}))
+        row = store.get_request(conn, issue_key)
+        assert (row["state"], row["step"]) == ("rejected", "validate")
+        assert len(store.events(conn, request_id)) == 8
 
 
 def test_guardrail_counts_exclude_the_ticket_itself(conn, desktop_request):
