@@ -12,7 +12,6 @@ state is put back. This is what sets the bridge's default of one dispatcher thre
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import psycopg
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
-from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from vdi.states import DeliveryStatus
@@ -120,7 +119,7 @@ def _handle(bridge, config, req, environ) -> Answer:
     answer = Answer(0, "", {}, delivery_id, facts.issue_key, facts.event[:100], id_from_body)
     try:
         is_new = bridge.recorder.record(delivery)
-    except (PoolTimeout, psycopg.OperationalError):
+    except psycopg.OperationalError:  # includes the recorder's NotRecordedInTime
         answer.http_status, answer.outcome = 503, "unavailable"
         answer.body = {"error": "cannot record the delivery now; retry later"}
         return answer
