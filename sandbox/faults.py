@@ -301,3 +301,24 @@ def serve(app: Flask, host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
+
+
+def main(name: str, description: str, url: str | None, default_port: int, build_app: Callable[[], Flask],
+         argv: list[str] | None = None) -> int:
+    """A sandbox's ``python -m`` entry: ``--host`` / ``--port`` (the port of ``url`` by default), the app from
+    ``build_app()`` (a bad setting: one line on stderr, exit 2), then ``serve`` it."""
+    import argparse
+    import sys
+    from urllib.parse import urlsplit
+
+    parser = argparse.ArgumentParser(prog=f"python -m {name}", description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=urlsplit(url or "").port or default_port)
+    args = parser.parse_args(argv)
+    try:
+        app = build_app()
+    except (ValueError, OSError) as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return 2
+    serve(app, args.host, args.port)
+    return 0

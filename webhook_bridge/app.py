@@ -101,10 +101,10 @@ def create_app(config: Mapping | None = None) -> Flask:
     if cfg["AIRFLOW_API_URL"]:
         airflow = AirflowClient(cfg["AIRFLOW_API_URL"], cfg["AIRFLOW_USERNAME"] or "", cfg["AIRFLOW_PASSWORD"] or "",
                                 timeout_s=cfg["AIRFLOW_TIMEOUT_S"])
-    bridge = Bridge(list(cfg["WEBHOOK_SECRETS"]), router, pool, cfg["DB_TIMEOUT_S"], airflow, None, None,
+    metrics = BridgeMetrics(lambda: bridge.backlog())  # read at scrape time, once the bridge exists
+    bridge = Bridge(list(cfg["WEBHOOK_SECRETS"]), router, pool, cfg["DB_TIMEOUT_S"], airflow, metrics,
+                    DeliveryJournal(metrics),
                     BatchRecorder(functools.partial(psycopg.connect, url, **connect_kwargs), cfg["DB_TIMEOUT_S"]))
-    bridge.metrics = BridgeMetrics(bridge.backlog)
-    bridge.journal = DeliveryJournal(bridge.metrics)
     if airflow is not None:
         bridge.dispatcher = Dispatcher(pool, airflow, bridge.journal, threads=cfg["DISPATCHER_THREADS"],
                                        sweep_interval_s=cfg["SWEEP_INTERVAL_S"], retry_base_s=cfg["RETRY_BASE_S"],

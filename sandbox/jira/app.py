@@ -12,6 +12,7 @@ import binascii
 import hmac
 import json
 import logging
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,6 +109,14 @@ def _json_object() -> dict:
     if not isinstance(body, dict):
         raise JiraError(400, [INVALID_PAYLOAD])
     return body
+
+
+@contextmanager
+def _locked_issue(key: str):
+    """The site and its issue ``key`` (Jira's 404 when there is none), with the site's lock held."""
+    s = site()
+    with s.lock:
+        yield s, s.issue(key)
 
 
 def _version(version: int) -> int:
@@ -362,9 +371,7 @@ def create_issue(version: int):
 @api.get("/rest/api/<int:version>/issue/<key>")
 def get_issue(version: int, key: str):
     _version(version)
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         wanted = s.wanted_fields(request.args.get("fields"), "*all")
         properties = [p.strip() for p in request.args.get("properties", "").split(",") if p.strip()]
         return jsonify(s.issue_json(issue, version, wanted, request.args.get("expand", ""), properties))
@@ -374,9 +381,7 @@ def get_issue(version: int, key: str):
 def edit_issue(version: int, key: str):
     _version(version)
     body = _json_object()
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         fields_in = body.get("fields") or {}
         update_in = body.get("update") or {}
         if not isinstance(fields_in, dict) or not isinstance(update_in, dict):
@@ -452,9 +457,7 @@ def edit_issue(version: int, key: str):
 @api.get("/rest/api/<int:version>/issue/<key>/comment")
 def list_comments(version: int, key: str):
     _version(version)
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         start, limit = _paging(request.args, default_limit=5000, cap=5000)
         comments = list(issue.comments)
         if request.args.get("orderBy", "") in ("-created", "-+created"):
@@ -469,9 +472,7 @@ def list_comments(version: int, key: str):
 def add_comment(version: int, key: str):
     _version(version)
     body = _json_object()
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         comment = _new_comment(s, issue, g.user, body, version)
         _fire(issue, "jira:issue_updated", "issue_commented", g.user, comment=s.comment_json(issue, comment, 2))
         return jsonify(s.comment_json(issue, comment, version)), 201
@@ -480,9 +481,7 @@ def add_comment(version: int, key: str):
 @api.get("/rest/api/<int:version>/issue/<key>/transitions")
 def list_transitions(version: int, key: str):
     _version(version)
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         with_fields = "transitions.fields" in request.args.get("expand", "")
         wanted_id = request.args.get("transitionId")
         transitions = [s.transition_json(t, with_fields) for t in s.transitions_from(issue)
@@ -494,9 +493,7 @@ def list_transitions(version: int, key: str):
 def do_transition(version: int, key: str):
     _version(version)
     body = _json_object()
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         spec = body.get("transition")
         transition_id = spec.get("id") if isinstance(spec, dict) else None
         if transition_id is None or isinstance(transition_id, bool) or not isinstance(transition_id, (str, int)):
@@ -536,9 +533,7 @@ def do_transition(version: int, key: str):
 @api.get("/rest/api/<int:version>/issue/<key>/properties")
 def property_keys(version: int, key: str):
     _version(version)
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         return jsonify({"keys": [{"self": f"{s.base_url}/rest/api/{version}/issue/{issue.id}/properties/{k}",
                                   "key": k} for k in issue.properties]})
 
@@ -546,9 +541,7 @@ def property_keys(version: int, key: str):
 @api.get("/rest/api/<int:version>/issue/<key>/properties/<path:prop>")
 def get_property(version: int, key: str, prop: str):
     _version(version)
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         if prop not in issue.properties:
             raise JiraError(404, [f"The property with key '{prop}' does not exist."])
         return jsonify({"key": prop, "value": issue.properties[prop]})
@@ -563,9 +556,7 @@ def set_property(version: int, key: str, prop: str):
     if len(raw.decode("utf-8", "replace")) > MAX_PROPERTY_CHARS:
         raise JiraError(400, [f"The property value can not be longer than {MAX_PROPERTY_CHARS} characters."])
     value = _json_body()
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         created = prop not in issue.properties
         issue.properties[prop] = value
         return "", 201 if created else 200
@@ -574,9 +565,7 @@ def set_property(version: int, key: str, prop: str):
 @api.delete("/rest/api/<int:version>/issue/<key>/properties/<path:prop>")
 def delete_property(version: int, key: str, prop: str):
     _version(version)
-    s = site()
-    with s.lock:
-        issue = s.issue(key)
+    with _locked_issue(key) as (s, issue):
         if prop not in issue.properties:
             raise JiraError(404, [f"The property with key '{prop}' does not exist."])
         del issue.properties[prop]

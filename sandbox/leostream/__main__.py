@@ -9,37 +9,29 @@ client documents) and ``LEOSTREAM_SANDBOX_POLL_SCALE`` (multiplies a center's ``
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from urllib.parse import urlsplit
 
 from sandbox import faults
 from sandbox.leostream.app import create_app
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_app():
     env = os.environ
-    parser = argparse.ArgumentParser(prog="python -m sandbox.leostream", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=urlsplit(env.get("LEOSTREAM_URL", "")).port or 8082)
-    args = parser.parse_args(argv)
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        os.environ.setdefault(key, value)
-    try:
-        app = create_app({
-            "LEOSTREAM_USER": env.get("LEOSTREAM_USER", "vdi-api"),
-            "LEOSTREAM_PASSWORD": env.get("LEOSTREAM_PASSWORD", ""),
-            "AWS_ENDPOINT_URL": env.get("AWS_ENDPOINT_URL") or None,
-            "SESSION_TTL_S": float(env.get("LEOSTREAM_SANDBOX_SESSION_TTL_S", "43200")),
-            "POLL_SCALE": float(env.get("LEOSTREAM_SANDBOX_POLL_SCALE", "0.05")),
-        })
-    except ValueError as error:
-        print(f"sandbox.leostream: {error}", file=sys.stderr)
-        return 2
-    faults.serve(app, args.host, args.port)
-    return 0
+        env.setdefault(key, value)
+    return create_app({
+        "LEOSTREAM_USER": env.get("LEOSTREAM_USER", "vdi-api"),
+        "LEOSTREAM_PASSWORD": env.get("LEOSTREAM_PASSWORD", ""),
+        "AWS_ENDPOINT_URL": env.get("AWS_ENDPOINT_URL") or None,
+        "SESSION_TTL_S": float(env.get("LEOSTREAM_SANDBOX_SESSION_TTL_S", "43200")),
+        "POLL_SCALE": float(env.get("LEOSTREAM_SANDBOX_POLL_SCALE", "0.05")),
+    })
+
+
+def main(argv: list[str] | None = None) -> int:
+    return faults.main("sandbox.leostream", __doc__, os.environ.get("LEOSTREAM_URL"), 8082, build_app, argv)
 
 
 if __name__ == "__main__":
