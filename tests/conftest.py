@@ -89,6 +89,18 @@ def app_database_url(postgres_server_url, app_database_template, monkeypatch) ->
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def wait_until(condition, timeout_s: float = 10, message: str = "condition", interval_s: float = 0.05):
+    """Poll ``condition`` until it returns something truthy (returned); AssertionError after ``timeout_s``."""
+    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    retrying = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(interval_s),
+                        retry=retry_if_result(lambda value: not value))
+    try:
+        return retrying(condition)
+    except RetryError:
+        raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {message}") from None
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     import socket

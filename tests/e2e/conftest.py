@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import REPO_ROOT, free_port
 
@@ -62,48 +63,62 @@ def local_stack(tmp_path_factory):
     assert stopped.returncode == 0, stopped.stderr
 
 
-def wait_until(condition, deadline_s: float, what: str, interval_s: float = 1.0):
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after the deadline."""
-    import time
-
-    deadline = time.monotonic() + deadline_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {deadline_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
-
-
 class AirflowApi:
-    """Airflow's REST API v2 with a token from ``/auth/token``."""
+    """Airflow's REST API v2 with a token from ``/auth/token``, fetched again when Airflow answers 401."""
 
     def __init__(self, base_url: str, username: str, password: str):
-        import requests
-
         self.base_url = base_url
+        self.credentials = {"username": username, "password": password}
         self.session = requests.Session()
-        token = self.session.post(f"{base_url}/auth/token", json={"username": username, "password": password},
-                                  timeout=10)
+
+    def _renew_token(self) -> None:
+        token = self.session.post(f"{self.base_url}/auth/token", json=self.credentials, timeout=10)
         token.raise_for_status()
         self.session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
-    def get(self, path: str, **params):
-        response = self.session.get(f"{self.base_url}/api/v2{path}", params=params, timeout=15)
+    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+        if "Authorization" not in self.session.headers:
+            self._renew_token()
+        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=15, **kwargs)
+        if response.status_code == 401:  # an Airflow restarted with a new signing key
+            self._renew_token()
+            response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=15, **kwargs)
         response.raise_for_status()
-        return response.json()
+        return response
+
+    def get(self, path: str, **params):
+        return self._request("GET", path, params=params).json()
 
     def post(self, path: str, body: dict):
-        response = self.session.post(f"{self.base_url}/api/v2{path}", json=body, timeout=15)
-        response.raise_for_status()
-        return response.json()
+        return self._request("POST", path, json=body).json()
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
 
     def dag_runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns", limit=1000)["dag_runs"]
+
+    def runs_by_delivery(self, dag_id: str) -> dict[str, list[str]]:
+        """delivery_id (from each run's conf) -> the run ids carrying it."""
+        runs: dict[str, list[str]] = {}
+        for run in self.dag_runs(dag_id):
+            if delivery_id := (run.get("conf") or {}).get("delivery_id"):
+                runs.setdefault(delivery_id, []).append(run["dag_run_id"])
+        return runs
+
+    def dag_exists(self, dag_id: str) -> bool:
+        try:
+            return bool(self.get(f"/dags/{dag_id}"))
+        except requests.RequestException:
+            return False
+
+    def healthy(self) -> bool:
+        """Every component healthy (the health endpoint needs no token)."""
+        try:
+            health = requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=3).json()
+        except (requests.RequestException, ValueError):
+            return False
+        return all((part or {}).get("status") == "healthy" for part in health.values())
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from atlassian import Jira
 from psycopg.rows import dict_row
 
 from sandbox.demo import file_and_approve, file_request
-from tests.e2e.conftest import wait_until
+from tests.conftest import wait_until
 from vdi.ec2 import decoded_user_data, instance_name
 from vdi.jira import COMMENT_MARKER_PREFIX
 from vdi.leostream import LeostreamClient
@@ -145,7 +145,8 @@ def test_rerunning_a_successful_run_changes_nothing(local_stack, jira, ec2, brok
     row = wait_for_state(local_stack, issue_key, "ready", "failed")
     assert row["state"] == "ready"
     run_id = row["owner_run_id"]
-    wait_until(lambda: airflow_api.dag_run("vdi_provision", run_id)["state"] == "success", 60, "the run to finish")
+    wait_until(lambda: airflow_api.dag_run("vdi_provision", run_id)["state"] == "success", 60, "the run to finish",
+               interval_s=1)
     events_before = len(request_events(local_stack, issue_key))
 
     airflow_api.post("/dags/vdi_provision/clearTaskInstances",
@@ -172,7 +173,8 @@ def test_a_second_event_for_a_ready_ticket_is_a_no_op(local_stack, jira, ec2, br
     assert wait_for_state(local_stack, issue_key, "ready", "failed")["state"] == "ready"
     runs_before = len(airflow_api.dag_runs("vdi_provision"))
     jira.issue_add_comment(issue_key, "Thanks!")  # a jira:issue_updated delivery for the same ticket
-    wait_until(lambda: len(airflow_api.dag_runs("vdi_provision")) > runs_before, 60, "the comment's DAG run")
+    wait_until(lambda: len(airflow_api.dag_runs("vdi_provision")) > runs_before, 60, "the comment's DAG run",
+               interval_s=1)
     wait_until(lambda: all(r["state"] in ("success", "failed") for r in airflow_api.dag_runs("vdi_provision")),
                RUN_DEADLINE_S, "every run to finish", interval_s=2)
     assert_one_desktop(local_stack, jira, ec2, broker, issue_key, "bob@studio.example")
@@ -217,7 +219,8 @@ def test_fault_at_a_step_fails_with_a_clear_comment_and_a_rerun_recovers(
     else:
         requests.delete(f"{local_stack[service]}/_sandbox/faults", timeout=5)
     run_id = row["owner_run_id"]
-    wait_until(lambda: airflow_api.dag_run("vdi_provision", run_id)["state"] == "failed", 120, "the run to fail")
+    wait_until(lambda: airflow_api.dag_run("vdi_provision", run_id)["state"] == "failed", 120, "the run to fail",
+               interval_s=1)
     airflow_api.post("/dags/vdi_provision/clearTaskInstances",
                      {"dry_run": False, "dag_run_id": run_id, "only_failed": True, "reset_dag_runs": True})
     assert wait_for_state(local_stack, issue_key, "ready")["state"] == "ready"

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.webhook_bridge.conftest import wait_until
+from tests.conftest import wait_until
 from webhook_bridge.signature import sign
 
 pytestmark = pytest.mark.e2e
@@ -27,45 +27,10 @@ pytestmark = pytest.mark.e2e
 DAG_ID = "vdi_provision"
 
 
-class Airflow:
-    def __init__(self, stack: dict):
-        self.url = stack["AIRFLOW_API_URL"]
-        self.credentials = {"username": stack["AIRFLOW_USERNAME"], "password": stack["AIRFLOW_PASSWORD"]}
-
-    def _headers(self) -> dict:
-        token = requests.post(f"{self.url}/auth/token", json=self.credentials, timeout=10).json()["access_token"]
-        return {"Authorization": f"Bearer {token}"}
-
-    def healthy(self) -> bool:
-        try:
-            health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=3).json()
-        except (requests.RequestException, ValueError):
-            return False
-        return all((part or {}).get("status") == "healthy" for part in health.values())
-
-    def dag_exists(self, dag_id: str) -> bool:
-        try:
-            return requests.get(f"{self.url}/api/v2/dags/{dag_id}", headers=self._headers(), timeout=10).ok
-        except requests.RequestException:
-            return False
-
-    def runs_by_delivery(self, dag_id: str) -> dict[str, list[str]]:
-        """delivery_id (from each run's conf) -> the run ids carrying it."""
-        answer = requests.get(f"{self.url}/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1000},
-                              headers=self._headers(), timeout=10)
-        answer.raise_for_status()
-        runs: dict[str, list[str]] = {}
-        for run in answer.json()["dag_runs"]:
-            delivery_id = (run.get("conf") or {}).get("delivery_id")
-            if delivery_id:
-                runs.setdefault(delivery_id, []).append(run["dag_run_id"])
-        return runs
-
-
 @pytest.fixture(scope="module")
-def stack(local_stack):
-    airflow = Airflow(local_stack)
-    wait_until(lambda: airflow.dag_exists(DAG_ID), timeout_s=120, interval_s=1, message=f"{DAG_ID} parsed by Airflow")
+def stack(local_stack, airflow_api):
+    wait_until(lambda: airflow_api.dag_exists(DAG_ID), timeout_s=120, interval_s=1,
+               message=f"{DAG_ID} parsed by Airflow")
     return local_stack
 
 
@@ -115,7 +80,7 @@ def test_the_stack_runs_the_bridge_healthy_and_ready(stack):
     assert unsigned.status_code == 401
 
 
-def test_ten_concurrent_copies_of_one_delivery_make_exactly_one_run(stack):
+def test_ten_concurrent_copies_of_one_delivery_make_exactly_one_run(stack, airflow_api):
     delivery_id = f"e2e-{uuid.uuid4()}"
     body, headers = delivery(stack, delivery_id, 9001)
     start = threading.Barrier(10)
@@ -130,17 +95,15 @@ def test_ten_concurrent_copies_of_one_delivery_make_exactly_one_run(stack):
     assert codes == [200] * 9 + [202], [answer.text for answer in answers]
     assert sorted(answer.json()["status"] for answer in answers) == ["accepted"] + ["duplicate"] * 9
 
-    airflow = Airflow(stack)
     wait_until(lambda: statuses(stack, [delivery_id]) == {delivery_id: "dispatched"}, timeout_s=60,
                message="the delivery dispatched")
-    assert airflow.runs_by_delivery(DAG_ID)[delivery_id] == [f"jira__{delivery_id}"]
+    assert airflow_api.runs_by_delivery(DAG_ID)[delivery_id] == [f"jira__{delivery_id}"]
     # More copies after the trigger change nothing.
     assert post(stack, body, headers).json()["status"] == "duplicate"
-    assert len(airflow.runs_by_delivery(DAG_ID)[delivery_id]) == 1
+    assert len(airflow_api.runs_by_delivery(DAG_ID)[delivery_id]) == 1
 
 
-def test_airflow_down_and_bridge_restarted_every_delivery_still_gets_exactly_one_run(stack):
-    airflow = Airflow(stack)
+def test_airflow_down_and_bridge_restarted_every_delivery_still_gets_exactly_one_run(stack, airflow_api):
     delivery_ids = [f"e2e-outage-{uuid.uuid4()}" for _ in range(5)]
     try:
         assert "stopped" in supervisorctl(stack, "stop", "airflow:*")
@@ -159,9 +122,9 @@ def test_airflow_down_and_bridge_restarted_every_delivery_still_gets_exactly_one
         wait_until(lambda: answers(f"{stack['BRIDGE_URL']}/healthz"), timeout_s=30, message="the bridge back")
     finally:
         supervisorctl(stack, "start", "airflow:*")
-        wait_until(airflow.healthy, timeout_s=240, interval_s=1, message="Airflow healthy again")
+        wait_until(airflow_api.healthy, timeout_s=240, interval_s=1, message="Airflow healthy again")
     wait_until(lambda: set(statuses(stack, delivery_ids).values()) == {"dispatched"}, timeout_s=180, interval_s=1,
                message="every delivery dispatched")
-    runs = airflow.runs_by_delivery(DAG_ID)
+    runs = airflow_api.runs_by_delivery(DAG_ID)
     assert {delivery_id: runs.get(delivery_id) for delivery_id in delivery_ids} == {
         delivery_id: [f"jira__{delivery_id}"] for delivery_id in delivery_ids}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -29,18 +28,6 @@ def serving(make_app: Callable[[str], Flask]) -> Iterator[tuple[str, Flask]]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
-
-
-def wait_for(condition: Callable[[], object], deadline_s: float = 10, what: str = "condition") -> object:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def admin_get(base_url: str, path: str, **params) -> list | dict:

@@ -16,7 +16,7 @@ from sandbox.jira.register import WEBHOOK_NAME
 from sandbox.stack.programs import register_jira_webhook, sandbox_programs
 from sandbox.stack.settings import REPO_ROOT, StackSettings
 from tests.conftest import free_port
-from tests.sandbox.servers import wait_for
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def running_sandboxes(stack_settings, tmp_path):
                 except requests.RequestException:
                     return False
 
-            wait_for(healthy, deadline_s=60, what=f"{program.name} to answer {program.health_url}")
+            wait_until(healthy, timeout_s=60, message=f"{program.name} to answer {program.health_url}")
         yield stack_settings
     finally:
         for process in processes:
@@ -81,8 +81,8 @@ def test_the_processes_work_together_from_the_runtime_environment(running_sandbo
         "name": "aws", "type": "amazon", "vc_auth_method": "attached_role", "vc_datacenter": "us-east-1"}})
     center_id = center.json()["stored_data"]["id"]
     assert broker.post(f"{api}/centers/{center_id}/scan").status_code == 202
-    wait_for(lambda: [vm for vm in broker.get(f"{api}/pools/1").json()["vms_list"] if vm["name"] == "vdi-VDI-7"],
-             deadline_s=20, what="the broker to see the moto instance")
+    wait_until(lambda: [vm for vm in broker.get(f"{api}/pools/1").json()["vms_list"] if vm["name"] == "vdi-VDI-7"],
+               timeout_s=20, message="the broker to see the moto instance")
 
     register_jira_webhook(running_sandboxes)
     register_jira_webhook(running_sandboxes)

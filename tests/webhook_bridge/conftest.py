@@ -78,15 +78,3 @@ def app(make_app, bridge_config):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def wait_until(condition, timeout_s: float = 10, interval_s: float = 0.05, message: str = "condition"):
-    """Poll ``condition`` until it returns a truthy value (returned) or the deadline passes (AssertionError)."""
-    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
-
-    retrying = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(interval_s),
-                        retry=retry_if_result(lambda value: not value))
-    try:
-        return retrying(condition)
-    except RetryError:
-        raise AssertionError(f"{message} not reached within {timeout_s}s") from None

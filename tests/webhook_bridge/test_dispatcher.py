@@ -5,7 +5,8 @@ That Airflow really gets exactly one run per delivery is tested with a real Airf
 
 import psycopg
 
-from tests.webhook_bridge.conftest import jira_body, signed_headers, unreachable_url, wait_until
+from tests.conftest import wait_until
+from tests.webhook_bridge.conftest import jira_body, signed_headers, unreachable_url
 from webhook_bridge.dispatcher import retry_delay
 
 

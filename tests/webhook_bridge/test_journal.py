@@ -6,7 +6,7 @@ import logging
 import pytest
 from prometheus_client import generate_latest
 
-from tests.webhook_bridge.conftest import wait_until
+from tests.conftest import wait_until
 from webhook_bridge.journal import DeliveryJournal
 from webhook_bridge.metrics import BridgeMetrics
 

@@ -184,7 +184,7 @@ def test_one_log_line_per_delivery_without_secret_or_body(client, caplog):
         client.post("/webhooks/jira", data=body, headers={**signed_headers(body, "log-2"), "X-Hub-Signature": "sha256=00"})
         client.application.extensions["webhook_bridge"].journal.flush()
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "webhook_bridge.delivery"]
-    assert [(l["delivery_id"], l["outcome"]) for l in lines] == [("log-1", "accepted"), ("log-2", "unauthorized")]
+    assert [(line["delivery_id"], line["outcome"]) for line in lines] == [("log-1", "accepted"), ("log-2", "unauthorized")]
     assert lines[0]["issue"] == "VDI-7" and lines[0]["event"] == "jira:issue_created" and lines[0]["ms"] >= 0
     everything = caplog.text
     assert SECRET not in everything and "SECRET-BODY-CONTENT" not in everything

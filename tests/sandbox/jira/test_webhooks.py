@@ -15,8 +15,9 @@ from flask import Flask, request
 
 from sandbox.jira.register import WEBHOOK_NAME, register_bridge_webhook
 from sandbox.jira.webhooks import RETRY_DELAY_RANGE_S, signature
+from tests.conftest import wait_until
 from tests.sandbox.jira.conftest import ALICE, API_TOKEN, API_USER, make_jira
-from tests.sandbox.servers import admin_get, serving, wait_for
+from tests.sandbox.servers import admin_get, serving
 
 SECRET = "It's a Secret to Everybody"
 DELAY_SCALE = 0.0002  # the jira fixture's: 5-15 min become 60-180 ms
@@ -114,7 +115,7 @@ def test_registration_is_listed_without_its_secret(jira, receiver):
 def test_issue_created_is_delivered_signed_with_jiras_payload_shape(jira, receiver):
     register(jira, receiver.url)
     key = jira.create_request()
-    [delivery] = wait_for(lambda: receiver.deliveries("jira:issue_created"), what="issue_created delivery")
+    [delivery] = wait_until(lambda: receiver.deliveries("jira:issue_created"), message="issue_created delivery")
     assert delivery.signature_ok
     headers = {k.lower(): v for k, v in delivery.headers.items()}
     assert headers["x-hub-signature"] == signature(SECRET, delivery.raw)
@@ -138,7 +139,7 @@ def test_transition_edit_and_comment_are_issue_updated_told_apart_by_event_type(
     jira.transition(key, "11")
     jira.http.put(f"{jira.url}/rest/api/2/issue/{key}", json={"fields": {"summary": "renamed"}})
     jira.http.post(f"{jira.url}/rest/api/2/issue/{key}/comment", json={"body": "noted"})
-    wait_for(lambda: len(receiver.deliveries()) == 4, what="four deliveries")
+    wait_until(lambda: len(receiver.deliveries()) == 4, message="four deliveries")
     updates = {r.json["issue_event_type_name"]: r.json for r in receiver.deliveries("jira:issue_updated")}
     assert set(updates) == {"issue_generic", "issue_updated", "issue_commented"}
     assert updates["issue_generic"]["changelog"]["items"] == [{
@@ -157,7 +158,7 @@ def test_the_jql_filter_decides_which_issues_are_delivered(jira, receiver):
     jira.create_request()
     assert deliveries(jira) == []  # deliveries are decided when the change happens
     removal = jira.create_request(issuetype="Desktop Removal")
-    [delivery] = wait_for(lambda: receiver.deliveries(), what="the removal's delivery")
+    [delivery] = wait_until(lambda: receiver.deliveries(), message="the removal's delivery")
     assert delivery.json["issue"]["key"] == removal
 
 
@@ -165,7 +166,7 @@ def test_retryable_failures_are_retried_with_the_same_identifier_and_scaled_dela
     receiver.statuses = [503, 429, 408, 200]
     register(jira, receiver.url)
     jira.create_request()
-    attempts = wait_for(lambda: len(receiver.deliveries()) == 4 and receiver.deliveries(), what="four attempts")
+    attempts = wait_until(lambda: len(receiver.deliveries()) == 4 and receiver.deliveries(), message="four attempts")
     identifiers = {a.headers["X-Atlassian-Webhook-Identifier"] for a in attempts}
     assert len(identifiers) == 1
     assert [a.headers.get("X-Atlassian-Webhook-Retry") for a in attempts] == [None, "1", "2", "3"]
@@ -173,7 +174,7 @@ def test_retryable_failures_are_retried_with_the_same_identifier_and_scaled_dela
     low = RETRY_DELAY_RANGE_S[0] * DELAY_SCALE
     gaps = [later.at - earlier.at for earlier, later in zip(attempts, attempts[1:])]
     assert all(gap >= low * 0.9 for gap in gaps), gaps
-    [record] = wait_for(lambda: [d for d in deliveries(jira) if d["state"] == "delivered"], what="delivered")
+    [record] = wait_until(lambda: [d for d in deliveries(jira) if d["state"] == "delivered"], message="delivered")
     assert [a["status"] for a in record["attempts"]] == [503, 429, 408, 200]
     assert record["identifier"] in identifiers
 
@@ -182,7 +183,7 @@ def test_other_client_errors_are_never_resent(jira, receiver):
     receiver.statuses = [400, 200]
     register(jira, receiver.url)
     jira.create_request()
-    [record] = wait_for(lambda: [d for d in deliveries(jira) if d["state"] == "failed"], what="a failed delivery")
+    [record] = wait_until(lambda: [d for d in deliveries(jira) if d["state"] == "failed"], message="a failed delivery")
     assert [a["status"] for a in record["attempts"]] == [400]
     assert len(receiver.deliveries()) == 1
 
@@ -191,7 +192,7 @@ def test_gives_up_after_five_retries(jira, receiver):
     receiver.statuses = [500] * 10
     register(jira, receiver.url)
     jira.create_request()
-    [record] = wait_for(lambda: [d for d in deliveries(jira) if d["state"] == "failed"], what="giving up")
+    [record] = wait_until(lambda: [d for d in deliveries(jira) if d["state"] == "failed"], message="giving up")
     assert [a["retry"] for a in record["attempts"]] == [0, 1, 2, 3, 4, 5]
     assert len(receiver.deliveries()) == 6
 
@@ -212,7 +213,7 @@ def test_timeouts_and_refused_connections_are_retried(jira_spec, receiver):
             records = admin_get(url, "/webhook-deliveries")
             return records if len(records) == 2 and all(d["state"] != "pending" for d in records) else None
 
-        records = wait_for(settled, deadline_s=20, what="both deliveries settled")
+        records = wait_until(settled, timeout_s=20, message="both deliveries settled")
         app.extensions["jira_dispatcher"].stop()
     by_url = {r["url"]: r for r in records}
     slow = by_url[receiver.url]
@@ -239,9 +240,9 @@ def test_after_thirty_minutes_of_failure_a_webhook_gets_one_attempt_per_delivery
                 latest = admin_get(url, "/webhook-deliveries")[-1]
                 return latest if latest["state"] != "pending" else None
 
-            return len(wait_for(latest_settled, deadline_s=20, what="the delivery to settle")["attempts"]) == 1
+            return len(wait_until(latest_settled, timeout_s=20, message="the delivery to settle")["attempts"]) == 1
 
-        assert wait_for(file_and_settle, deadline_s=30, what="a single-attempt delivery")
+        assert wait_until(file_and_settle, timeout_s=30, message="a single-attempt delivery")
         first = admin_get(url, "/webhook-deliveries")[0]
         app.extensions["jira_dispatcher"].stop()
     assert len(first["attempts"]) == 6
@@ -250,7 +251,7 @@ def test_after_thirty_minutes_of_failure_a_webhook_gets_one_attempt_per_delivery
 def test_unsigned_webhook_has_no_signature_header(jira, receiver):
     register(jira, receiver.url, secret=None)
     jira.create_request()
-    [delivery] = wait_for(lambda: receiver.deliveries(), what="a delivery")
+    [delivery] = wait_until(lambda: receiver.deliveries(), message="a delivery")
     assert "X-Hub-Signature" not in delivery.headers
 
 

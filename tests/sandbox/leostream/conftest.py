@@ -12,8 +12,9 @@ import requests
 from flask import Flask
 
 from sandbox.leostream.app import create_app
+from tests.conftest import wait_until
 from tests.sandbox.openapi_check import SpecChecker, leostream_checker
-from tests.sandbox.servers import serving, wait_for
+from tests.sandbox.servers import serving
 
 API_USER = "vdi-api"
 API_PASSWORD = "sandbox-broker-password"
@@ -64,8 +65,8 @@ class LeostreamSandbox:
     def scan(self, center_id: int) -> None:
         response = self.http.post(f"{self.api}/centers/{center_id}/scan")
         assert response.status_code == 202, response.text
-        wait_for(lambda: self.http.get(f"{self.api}/centers/{center_id}").json()["status"] == 1,
-                 what="the center scan to finish")
+        wait_until(lambda: self.http.get(f"{self.api}/centers/{center_id}").json()["status"] == 1,
+                   message="the center scan to finish")
 
     def pool(self, pool_id: int) -> dict:
         return self.http.get(f"{self.api}/pools/{pool_id}").json()

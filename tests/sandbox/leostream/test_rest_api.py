@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.sandbox.leostream.conftest import API_PASSWORD, API_USER, REGION, make_leostream
-from tests.sandbox.servers import wait_for
+from tests.conftest import wait_until
 
 
 def test_every_operation_of_the_subset_matches_the_openapi_document(leostream):
@@ -112,7 +112,7 @@ def test_sessions_expire_after_their_idle_lifetime(leostream_spec, moto_endpoint
             answer = http.get(f"{url}/rest/v1/centers", headers=headers)
             return answer.json() if answer.status_code == 401 else None
 
-        body = wait_for(refused_body, deadline_s=10, what="the sid to expire")
+        body = wait_until(refused_body, timeout_s=10, message="the sid to expire")
         assert body["error_status"] == "UNAUTHORIZED" and "expired" in body["error_message"]
     leostream_spec.assert_clean()
 

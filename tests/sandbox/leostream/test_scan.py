@@ -6,7 +6,7 @@ from __future__ import annotations
 import requests
 
 from tests.sandbox.leostream.conftest import REGION, LeostreamSandbox, clear_region, make_leostream
-from tests.sandbox.servers import wait_for
+from tests.conftest import wait_until
 
 
 def names(pool: dict) -> list[str]:
@@ -107,8 +107,8 @@ def test_a_center_with_a_poll_interval_finds_new_instances_without_an_explicit_s
             "name": "polled", "type": "amazon", "vc_auth_method": "attached_role", "attached_role": "broker",
             "vc_datacenter": REGION, "poll_interval": 1}}).raise_for_status()
         LeostreamSandbox(url, None, http, leostream_spec, moto_endpoint).launch("vdi-VDI-6")
-        found = wait_for(lambda: [vm for vm in http.get(f"{url}/rest/v1/pools/1").json()["vms_list"]
-                                  if vm["name"] == "vdi-VDI-6"], deadline_s=15, what="the poller to find it")
+        found = wait_until(lambda: [vm for vm in http.get(f"{url}/rest/v1/pools/1").json()["vms_list"]
+                                    if vm["name"] == "vdi-VDI-6"], timeout_s=15, message="the poller to find it")
         assert found[0]["status"] == 22
 
 

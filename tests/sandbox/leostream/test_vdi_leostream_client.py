@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.sandbox.leostream.conftest import API_PASSWORD
 from tests.sandbox.leostream.conftest import API_USER as BROKER_USER
-from tests.sandbox.servers import wait_for
+from tests.conftest import wait_until
 
 
 def test_broker_registration_steps_send_what_the_leostream_document_allows(leostream):
@@ -29,6 +29,6 @@ def test_broker_registration_steps_send_what_the_leostream_document_allows(leost
         assert client.create_user({"user_login": "alice", "name": "Alice", "is_local": 0,
                                    "auth_server": "Studio directory", "policy_name": "vdi-user-alice"}) is False
         client.scan_center(int(amazon_center(client)["id"]))
-        vm = wait_for(lambda: desktop_in_pool(client, pool_id, "vdi-VDI-9"), what="the desktop in its pool")
+        vm = wait_until(lambda: desktop_in_pool(client, pool_id, "vdi-VDI-9"), message="the desktop in its pool")
         assert vm["user_id"] == 0
     leostream.spec.assert_clean()
