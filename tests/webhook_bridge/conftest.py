@@ -11,6 +11,7 @@ from webhook_bridge import create_app
 from webhook_bridge.signature import sign
 
 SECRET = "test-secret-4f1c"
+AIRFLOW_PASSWORD = "pw-never-shown-7c1e"
 
 
 def jira_body(event: str = "jira:issue_created", key: str = "VDI-7", project: str = "VDI",
@@ -41,6 +42,17 @@ def unreachable_url() -> str:
     from tests.conftest import free_port
 
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def fake_airflow():
+    """The two Airflow endpoints the bridge calls, over real HTTP (sandbox.airflow_stub)."""
+    from sandbox.airflow_stub import AirflowStub
+
+    fake = AirflowStub("vdi", AIRFLOW_PASSWORD)
+    yield fake
+    fake.gate.set()
+    fake.close()
 
 
 @pytest.fixture

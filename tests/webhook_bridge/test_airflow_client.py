@@ -7,18 +7,9 @@ import time
 
 import pytest
 
-from sandbox.airflow_stub import AirflowStub
-from webhook_bridge.airflow_client import AirflowClient, AirflowUnavailable, TriggerOutcome, TriggerRefused
+from tests.webhook_bridge.conftest import AIRFLOW_PASSWORD as PASSWORD
 from tests.webhook_bridge.conftest import unreachable_url
-
-PASSWORD = "pw-never-shown-7c1e"
-
-
-@pytest.fixture
-def fake_airflow():
-    fake = AirflowStub("vdi", PASSWORD)
-    yield fake
-    fake.close()
+from webhook_bridge.airflow_client import AirflowClient, AirflowUnavailable, TriggerOutcome, TriggerRefused
 
 
 @pytest.fixture

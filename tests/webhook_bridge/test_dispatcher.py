@@ -6,7 +6,7 @@ That Airflow really gets exactly one run per delivery is tested with a real Airf
 import psycopg
 
 from tests.conftest import wait_until
-from tests.webhook_bridge.conftest import jira_body, signed_headers, unreachable_url
+from tests.webhook_bridge.conftest import AIRFLOW_PASSWORD, jira_body, signed_headers, unreachable_url
 from webhook_bridge.dispatcher import retry_delay
 
 
@@ -53,25 +53,39 @@ def test_a_new_delivery_wakes_a_dispatcher_thread_at_once(make_app, bridge_confi
     wait_until(lambda: pending_rows(app_database_url)[0][2] == 1, timeout_s=10, message="a dispatch attempt")
 
 
-def test_queued_wakeups_are_dispatched_together_each_once(make_app, bridge_config, app_database_url):
-    from sandbox.airflow_stub import AirflowStub
-    from tests.webhook_bridge.test_airflow_client import PASSWORD
+def test_queued_wakeups_are_dispatched_together_each_once(make_app, bridge_config, app_database_url, fake_airflow):
+    app = make_app({**bridge_config, "AIRFLOW_API_URL": fake_airflow.url, "AIRFLOW_USERNAME": "vdi",
+                    "AIRFLOW_PASSWORD": AIRFLOW_PASSWORD, "DISPATCHER_THREADS": 0})
+    client = app.test_client()
+    ids = [f"batch-{n}" for n in range(5)]
+    for n, delivery_id in enumerate(ids):
+        body = jira_body(key=f"VDI-{n + 1}")
+        assert client.post("/webhooks/jira", data=body, headers=signed_headers(body, delivery_id)).status_code == 202
+    dispatcher = app.extensions["webhook_bridge"].dispatcher
+    assert dispatcher.dispatch(ids[:3] + ["unknown"]) == ["created"] * 3
+    assert dispatcher.sweep() == 2  # the two left, in one batch
+    assert dispatcher.dispatch(ids) == []  # nothing pending any more
+    assert sorted(fake_airflow.runs) == sorted(f"jira__{delivery_id}" for delivery_id in ids)
+    rows = pending_rows(app_database_url)
+    assert {row[1] for row in rows} == {"dispatched"} and {row[2] for row in rows} == {1}
 
-    fake = AirflowStub("vdi", PASSWORD)
-    try:
-        app = make_app({**bridge_config, "AIRFLOW_API_URL": fake.url, "AIRFLOW_USERNAME": "vdi",
-                        "AIRFLOW_PASSWORD": PASSWORD, "DISPATCHER_THREADS": 0})
-        client = app.test_client()
-        ids = [f"batch-{n}" for n in range(5)]
-        for n, delivery_id in enumerate(ids):
-            body = jira_body(key=f"VDI-{n + 1}")
-            assert client.post("/webhooks/jira", data=body, headers=signed_headers(body, delivery_id)).status_code == 202
-        dispatcher = app.extensions["webhook_bridge"].dispatcher
-        assert dispatcher.dispatch(ids[:3] + ["unknown"]) == ["created"] * 3
-        assert dispatcher.sweep() == 2  # the two left, in one batch
-        assert dispatcher.dispatch(ids) == []  # nothing pending any more
-        assert sorted(fake.runs) == sorted(f"jira__{delivery_id}" for delivery_id in ids)
-        rows = pending_rows(app_database_url)
-        assert {row[1] for row in rows} == {"dispatched"} and {row[2] for row in rows} == {1}
-    finally:
-        fake.close()
+
+def test_the_ack_does_not_wait_for_a_trigger_airflow_has_not_answered(make_app, bridge_config, app_database_url,
+                                                                       fake_airflow):
+    fake_airflow.gate.clear()  # Airflow holds every trigger unanswered until the gate opens
+    app = make_app({**bridge_config, "AIRFLOW_API_URL": fake_airflow.url, "AIRFLOW_USERNAME": "vdi",
+                    "AIRFLOW_PASSWORD": AIRFLOW_PASSWORD, "DISPATCHER_THREADS": 1, "SWEEP_INTERVAL_S": 3600})
+    client = app.test_client()
+    first, second = jira_body(key="VDI-1"), jira_body(key="VDI-2")
+    client.post("/webhooks/jira", data=first, headers=signed_headers(first, "held-1")).close()
+    wait_until(lambda: fake_airflow.triggers_received == 1, message="the first trigger to reach Airflow")
+
+    answer = client.post("/webhooks/jira", data=second, headers=signed_headers(second, "held-2"))
+    assert (answer.status_code, answer.json["status"]) == (202, "accepted")
+    assert fake_airflow.runs == {}, "the second ack came after Airflow answered the first trigger"
+    answer.close()
+
+    fake_airflow.gate.set()
+    wait_until(lambda: {row[1] for row in pending_rows(app_database_url)} == {"dispatched"},
+               message="both deliveries dispatched")
+    assert sorted(fake_airflow.runs) == ["jira__held-1", "jira__held-2"]
