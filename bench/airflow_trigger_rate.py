@@ -6,7 +6,7 @@
 For each concurrency C: C threads, each with its own keep-alive connection, send ``--runs`` triggers in all
 (``POST /api/v2/dags/vdi_provision/dagRuns``, logical date null), as the bridge's dispatcher does. The DAG is
 paused meanwhile, so the runs are created but never scheduled; they are deleted afterwards and the DAG's paused
-state is put back. This is what sets the bridge's default of one dispatcher thread per process.
+state is put back. This is what sets the bridge's default of two dispatcher threads per process.
 """
 
 from __future__ import annotations
@@ -20,15 +20,10 @@ from pathlib import Path
 
 import urllib3
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from bench import in_threads
+from sandbox.stack.settings import REPO_ROOT, read_stack_env
+
 DAG_ID = "vdi_provision"
-
-
-def stack_env(path: Path) -> dict[str, str]:
-    if not path.exists():
-        raise SystemExit(f"bench: {path} not found: start the local stack with `make run` first")
-    return dict(line.strip().split("=", 1) for line in path.read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
 
 
 class Airflow:
@@ -71,12 +66,8 @@ def phase(airflow: Airflow, concurrency: int, runs: int, created: list[str]) -> 
                 else:
                     errors += 1
 
-    threads = [threading.Thread(target=work) for _ in range(concurrency)]
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(work, concurrency)
     elapsed = time.perf_counter() - started
     latencies.sort()
     p50, p90 = latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.9)] * 1000
@@ -90,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-env", type=Path, default=REPO_ROOT / ".local" / "stack.env")
     args = parser.parse_args(argv)
 
-    airflow = Airflow(stack_env(args.stack_env))
+    if not args.stack_env.exists():
+        raise SystemExit(f"bench: {args.stack_env} not found: start the local stack with `make run` first")
+    airflow = Airflow(read_stack_env(args.stack_env))
     was_paused = airflow.call("GET", f"/dags/{DAG_ID}").json()["is_paused"]
     airflow.call("PATCH", f"/dags/{DAG_ID}", {"is_paused": True})
     created: list[str] = []

@@ -37,8 +37,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
 
-from webhook_bridge.signature import sign  # noqa: E402
+from bench import in_threads  # noqa: E402
 from sandbox.airflow_stub import AirflowStub  # noqa: E402
+from webhook_bridge.signature import sign  # noqa: E402
 
 SECRET = "bench-secret"
 
@@ -284,11 +285,7 @@ def open_loop(port: int, name: str, path: str, expect: int, rate: float, seconds
                 latencies.append(done)
                 errors += status != expect
 
-    threads = [threading.Thread(target=worker) for _ in range(32)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 60)
+    in_threads(worker, 32, timeout_s=seconds + 60)
     return Result(name, latencies, time.perf_counter() - t0, errors)
 
 

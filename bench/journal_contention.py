@@ -16,12 +16,13 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
+
+from bench import in_threads  # noqa: E402
 
 LINE = {"delivery_id": "ed632f10-f500-4581-b791-4ce9044c42e7", "issue": "VDI-980745", "event": "jira:issue_created",
         "outcome": "accepted", "status": 202, "ms": 3.1, "id_from_body": False, "retry": None}
@@ -33,12 +34,8 @@ def cpu_per_call_us(call, threads: int, calls_per_thread: int) -> float:
             sum(range(200))  # the rest of a request, roughly
             call()
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
     started = time.process_time()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    in_threads(work, threads)
     return (time.process_time() - started) / (threads * calls_per_thread) * 1e6
 
 

@@ -16,7 +16,7 @@ import psycopg
 from atlassian import Jira
 from psycopg.rows import dict_row
 
-from sandbox.stack.settings import StackSettings
+from sandbox.stack.settings import StackSettings, read_stack_env
 
 DEADLINE_S = 300
 SEED_PATH = Path(__file__).with_name("data") / "jira_seed.json"
@@ -92,7 +92,7 @@ def main() -> int:
     if not env_file.exists():
         print("demo: the stack is not running: `make run` first", file=sys.stderr)
         return 1
-    os.environ.update(dict(line.split("=", 1) for line in env_file.read_text().splitlines() if line))
+    os.environ.update(read_stack_env(env_file))
     return 0 if run_demo(StackSettings.from_environment()) else 1
 
 

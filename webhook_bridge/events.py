@@ -30,14 +30,9 @@ class _OutOfRange(ValueError):
     pass
 
 
-class _WideExponent(ValueError):
-    """A number whose exponent has 3 digits or more: Python may read it differently from jsonb (1e-400 is 0.0)."""
-
-
-def _plain_float(text: str) -> float:
-    if len(text.lower().partition("e")[2].lstrip("+-")) >= 3:
-        raise _WideExponent(text[:20])
-    return _finite_float(text)
+def _wide_exponent(text: str) -> bool:
+    """An exponent of 3 digits or more: Python may read the number differently from jsonb (1e-400 is 0.0)."""
+    return len(text.lower().partition("e")[2].lstrip("+-")) >= 3
 
 
 def _finite_float(text: str) -> float:
@@ -59,25 +54,22 @@ def _needs_check(body: bytes) -> bool:
             or (b"\\u" in body and _SUSPECT_ESCAPE.search(body) is not None))
 
 
-def _loads(body: bytes, parse_float) -> object:
-    try:
-        return json.loads(body, parse_constant=_reject_constant, parse_float=parse_float)
-    except _WideExponent:
-        raise
-    except _OutOfRange:
-        raise Malformed("body holds a number out of range") from None
-    except (ValueError, RecursionError, UnicodeDecodeError) as error:
-        raise Malformed("body is not valid JSON") from error
-
-
 def parse(body: bytes) -> tuple[dict, str | None]:
     """The body as a JSON object that PostgreSQL's jsonb can store, and the body's text when it can be stored
     as it came (else None: store the parsed object re-serialised); ``Malformed`` when it is not usable."""
     wide_exponent = False
+
+    def parse_float(text: str) -> float:
+        nonlocal wide_exponent
+        wide_exponent = wide_exponent or _wide_exponent(text)
+        return _finite_float(text)
+
     try:
-        payload = _loads(body, _plain_float)
-    except _WideExponent:
-        payload, wide_exponent = _loads(body, _finite_float), True
+        payload = json.loads(body, parse_constant=_reject_constant, parse_float=parse_float)
+    except _OutOfRange:
+        raise Malformed("body holds a number out of range") from None
+    except (ValueError, RecursionError, UnicodeDecodeError) as error:
+        raise Malformed("body is not valid JSON") from error
     if not isinstance(payload, dict):
         raise Malformed("body is not a JSON object")
     if not wide_exponent and not _needs_check(body):

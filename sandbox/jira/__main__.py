@@ -14,11 +14,13 @@ import sys
 from sandbox import faults
 from sandbox.jira.app import create_app
 
+DEFAULT_URL = "http://127.0.0.1:8081"
+
 
 def build_app():
     env = os.environ
     return create_app({
-        "JIRA_URL": env.get("JIRA_URL", "http://127.0.0.1:8081"),
+        "JIRA_URL": env.get("JIRA_URL", DEFAULT_URL),
         "JIRA_USER": env.get("JIRA_USER", "vdi-bot@studio.example"),
         "JIRA_TOKEN": env.get("JIRA_TOKEN", ""),
         "JIRA_PAT": env.get("JIRA_PAT"),
@@ -31,8 +33,7 @@ def build_app():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return faults.main("sandbox.jira", __doc__, os.environ.get("JIRA_URL", "http://127.0.0.1:8081"), 8081,
-                       build_app, argv)
+    return faults.main("sandbox.jira", __doc__, os.environ.get("JIRA_URL", DEFAULT_URL), 8081, build_app, argv)
 
 
 if __name__ == "__main__":

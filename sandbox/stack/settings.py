@@ -66,6 +66,11 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def read_stack_env(path: Path) -> dict[str, str]:
+    """The ``KEY=value`` lines of a ``stack.env`` file (as ``write_stack_env`` writes them)."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
 def load_or_create_secrets(path: Path) -> dict[str, str]:
     """The stack's generated secrets, created once and then reused."""
     stored = json.loads(path.read_text()) if path.exists() else {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from sandbox.stack import settings
 from tests.conftest import REPO_ROOT, free_port
 
 STACK_PORT_VARIABLES = ("VDI_PG_PORT", "VDI_AIRFLOW_PORT", "VDI_BRIDGE_PORT", "VDI_JIRA_PORT",
@@ -31,8 +32,7 @@ def run_stack(command: str, env: dict[str, str], timeout_s: float = 600) -> subp
 
 
 def read_stack_env(local_dir: Path) -> dict[str, str]:
-    lines = (local_dir / "stack.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line)
+    return settings.read_stack_env(local_dir / "stack.env")
 
 
 def roomy_catalog(directory: Path) -> Path:
