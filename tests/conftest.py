@@ -101,6 +101,28 @@ def wait_until(condition, timeout_s: float = 10, message: str = "condition", int
         raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {message}") from None
 
 
+def at_once(app_database_url: str, action, times: int = 8) -> list:
+    """``action(connection, n)`` from ``times`` threads released together, each on its own connection."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    connections = [psycopg.connect(app_database_url, autocommit=True) for _ in range(times)]
+    start = threading.Barrier(times)
+
+    def attempt(n):
+        start.wait()
+        return action(connections[n], n)
+
+    try:
+        with ThreadPoolExecutor(times) as pool:
+            return list(pool.map(attempt, range(times)))
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     import socket

@@ -75,9 +75,22 @@ def _reject_invalid(conn: psycopg.Connection, jira: JiraTicket, issue_key: str, 
     request_id = request_id_for(issue_key)
     reason = str(invalid).split(": ", 1)[-1]
     store.record_invalid(conn, request_id, issue_key, {"missing": invalid.missing, "problems": invalid.problems})
-    jira.comment_once(issue_key, comment_marker(str(request_id), f"invalid-{_short_hash(reason)}"),
-                      f"This desktop request cannot be processed: {reason}. "
-                      "Please complete the ticket; it will be picked up again when it is approved.")
+    comment_once(conn, jira, issue_key, f"invalid-{_short_hash(reason)}",
+                 f"This desktop request cannot be processed: {reason}. "
+                 "Please complete the ticket; it will be picked up again when it is approved.")
+
+
+def comment_once(conn: psycopg.Connection | None, jira: JiraTicket, issue_key: str, step: str, text: str) -> bool:
+    """Post ``text`` on the ticket unless the comment of ``step`` is already there; True when posted.
+
+    Under the ticket's lock: two runs of one ticket at once (an approval delivered as two events, say) cannot
+    both find the comment missing and both post it.
+    """
+    marker = comment_marker(str(request_id_for(issue_key)), step)
+    if conn is None:  # no database (a failure callback that could not connect): best effort
+        return jira.comment_once(issue_key, marker, text)
+    with store.ticket_lock(conn, issue_key):
+        return jira.comment_once(issue_key, marker, text)
 
 
 def dedupe(conn: psycopg.Connection, request: DesktopRequest, run_id: str, manual: bool = False) -> bool:
@@ -100,18 +113,17 @@ def persist(conn: psycopg.Connection, jira: JiraTicket, request: DesktopRequest,
     except RequestRejected as rejected:
         store.set_state(conn, request.request_id, RequestState.REJECTED, "persist", "rejected",
                         {"reason": str(rejected)})
-        jira.comment_once(request.issue_key,
-                          comment_marker(str(request.request_id), f"rejected-{_short_hash(str(rejected))}"),
-                          f"This desktop request was not accepted: {rejected}.")
+        comment_once(conn, jira, request.issue_key, f"rejected-{_short_hash(str(rejected))}",
+                     f"This desktop request was not accepted: {rejected}.")
         return False
     return True
 
 
 def mark_in_progress(conn: psycopg.Connection, jira: JiraTicket, request: DesktopRequest, os_family: str) -> None:
     moved = jira.transition_to(request.issue_key, IN_PROGRESS_STATUS)
-    jira.comment_once(request.issue_key, comment_marker(str(request.request_id), "in_progress"),
-                      f"VDI Studios is preparing a {request.bundle} desktop ({os_family}) for "
-                      f"{request.user.display_name}. You will find the connection details here when it is ready.")
+    comment_once(conn, jira, request.issue_key, "in_progress",
+                 f"VDI Studios is preparing a {request.bundle} desktop ({os_family}) for "
+                 f"{request.user.display_name}. You will find the connection details here when it is ready.")
     store.record_event(conn, request.request_id, "jira_in_progress", "done", {"transitioned": moved})
 
 
@@ -158,12 +170,12 @@ def finish_ready(conn: psycopg.Connection, jira: JiraTicket, request: DesktopReq
                  broker_address: str, instance_id: str) -> None:
     """Hand the desktop over: the connection comment, the Ready status, and ``ready`` with timings."""
     name = ec2_ops.instance_name(request.issue_key)
-    jira.comment_once(request.issue_key, comment_marker(str(request.request_id), "ready"),
-                      f"Your desktop is ready.\n"
-                      f"* Broker: {broker_address}\n"
-                      f"* Sign in with the Leostream client as: {request.user.login}\n"
-                      f"* Desktop: {name} ({request.bundle})\n"
-                      "It is offered to you from your Leostream policy the next time you sign in.")
+    comment_once(conn, jira, request.issue_key, "ready",
+                 f"Your desktop is ready.\n"
+                 f"* Broker: {broker_address}\n"
+                 f"* Sign in with the Leostream client as: {request.user.login}\n"
+                 f"* Desktop: {name} ({request.bundle})\n"
+                 "It is offered to you from your Leostream policy the next time you sign in.")
     # A resumed run finds the ticket in Failed, from where the workflow leads back through In Progress.
     moved = jira.transition_to(request.issue_key, READY_STATUS, via=(IN_PROGRESS_STATUS,))
     store.set_state(conn, request.request_id, RequestState.READY, "jira_ready", "ready",
@@ -210,9 +222,9 @@ def record_failure(conn: psycopg.Connection | None, jira: JiraTicket | None, iss
         store.set_state(conn, request_id, RequestState.FAILED, step, "failed", {"cause": cause, "attempt": attempt})
     if jira is not None:
         title = STEP_TITLES.get(step, step)
-        jira.comment_once(issue_key, comment_marker(str(request_id), f"failed-{step}-{attempt}"),
-                          f"Provisioning stopped while {title}: {cause}\n"
-                          "The platform team can resume it from the Airflow UI once the cause is fixed.")
+        comment_once(conn, jira, issue_key, f"failed-{step}-{attempt}",
+                     f"Provisioning stopped while {title}: {cause}\n"
+                     "The platform team can resume it from the Airflow UI once the cause is fixed.")
         try:
             jira.transition_to(issue_key, FAILED_STATUS)
         except Exception as transition_error:  # the comment is what matters to the requester

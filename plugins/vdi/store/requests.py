@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,10 @@ from vdi.request import DesktopRequest
 from vdi.states import RequestState
 
 # States in which a ticket already has its desktop, or one on the way, or is going away.
+# Per-ticket advisory locks use the two-key form (class, hash of the issue key); PostgreSQL keeps it apart from
+# the one-key form that vdi.store.migrate locks with.
+_TICKET_LOCK_CLASS = 0x5D1
+
 _BUSY_STATES = (RequestState.IN_PROGRESS, RequestState.READY, RequestState.REMOVING, RequestState.REMOVED)
 
 
@@ -57,6 +63,15 @@ def dedupe(conn: psycopg.Connection, issue_key: str, run_id: str, manual: bool =
     """Read-only check: the reason this run has nothing to do, or "" when it should go on."""
     row = get_request(conn, issue_key)
     return _skip_reason(row, run_id, manual) if row else ""
+
+
+@contextmanager
+def ticket_lock(conn: psycopg.Connection, issue_key: str) -> Iterator[None]:
+    """Held by one connection at a time per ticket until the block ends (the block runs in a transaction): for
+    work on the ticket outside the database, such as a Jira comment, that two runs must not both do."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_TICKET_LOCK_CLASS, issue_key))
+        yield
 
 
 def claim(conn: psycopg.Connection, request: DesktopRequest, run_id: str, manual: bool = False) -> Claim:

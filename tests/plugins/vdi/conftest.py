@@ -4,6 +4,9 @@ import copy
 
 import pytest
 
+# The Jira sandbox served on a free port (fixtures ``jira`` and ``jira_spec``), for the steps that talk to Jira.
+from tests.sandbox.jira.conftest import jira, jira_spec  # noqa: F401
+
 
 @pytest.fixture
 def jira_issue() -> dict:

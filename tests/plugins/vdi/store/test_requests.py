@@ -1,9 +1,7 @@
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import psycopg
 import pytest
 
+from tests.conftest import at_once
 from vdi.request import JiraFieldConfig, parse_issue
 from vdi.states import RequestState
 from vdi.store import requests as store
@@ -65,23 +63,6 @@ def test_a_failed_request_is_resumed_by_its_own_run_or_a_manual_one_only(conn, d
     assert store.dedupe(conn, "VDI-12", "run-1") == ""
     assert store.claim(conn, desktop_request, "manual-run-3", manual=True).proceed
     assert store.get_request(conn, "VDI-12")["owner_run_id"] == "manual-run-3"
-
-
-def at_once(app_database_url, action, times: int = 8) -> list:
-    """``action(connection, n)`` from ``times`` threads released together, each on its own connection."""
-    connections = [psycopg.connect(app_database_url, autocommit=True) for _ in range(times)]
-    start = threading.Barrier(times)
-
-    def attempt(n):
-        start.wait()
-        return action(connections[n], n)
-
-    try:
-        with ThreadPoolExecutor(times) as pool:
-            return list(pool.map(attempt, range(times)))
-    finally:
-        for connection in connections:
-            connection.close()
 
 
 def test_concurrent_claims_by_different_runs_let_exactly_one_proceed(app_database_url, desktop_request):
