@@ -10,14 +10,16 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# (Re)install whenever the lock is newer than the last successful install.
-$(STAMP): requirements.lock
+# (Re)install whenever the lock or pyproject.toml is newer than the last successful install: the locked
+# dependencies, then this repository's distribution (vdi, webhook_bridge, the Airflow provider), editable.
+$(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.11 (or set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "make: $(PYTHON) is not Python 3.11: set PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV) || { echo "make: could not create $(VENV) with $(PYTHON)" >&2; rm -rf $(VENV); exit 1; }
 	@$(VPY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) >/dev/null || { echo "make: could not install uv into $(VENV): check the network to PyPI" >&2; exit 1; }
 	@echo "[vdi] installing the locked dependencies into $(VENV)"
 	@$(VENV)/bin/uv pip install -q --python $(VPY) -r requirements.lock || { echo "make: installing requirements.lock failed (see above): fix it and run make again" >&2; rm -f $(STAMP); exit 1; }
+	@$(VENV)/bin/uv pip install -q --python $(VPY) --no-deps -e . || { echo "make: installing this repository (pyproject.toml) into $(VENV) failed (see above)" >&2; rm -f $(STAMP); exit 1; }
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -9,12 +9,14 @@ or a manual run from the UI with the **issue_key** param.
 
 * The ticket is read fresh from Jira; one not in the trigger status (default *Approved*) is left alone.
 * One desktop per ticket: a ticket already in progress or ready makes the run a no-op.
+* A failed request is resumed by clearing the failed task of its run, or by a manual run with its
+  **issue_key** (whatever the ticket's status); never by another webhook delivery.
 * Requests outside the catalog's guardrails get a Jira comment and the state `rejected`; no AWS call.
 * Every step is safe to rerun: clear a failed task to resume from there, or clear the whole run; nothing
   happens twice (tagged instance lookup + ClientToken, broker look-ups before creates, comment markers,
   status read before each transition).
-* After the last retry a task posts a readable comment, moves the ticket to *Failed* and records the
-  state `failed` at that step.
+* After the last retry a task of the run that owns the request posts a readable comment, moves the ticket
+  to *Failed* and records the state `failed` at that step.
 
 Logic lives in `plugins/vdi/provision.py`; this file only wires it.
 """
@@ -24,24 +26,26 @@ from __future__ import annotations
 import pendulum
 
 from airflow.sdk import Param, dag, get_current_context, task
-from vdi.clients import AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, sensor_settings, task_defaults
 from vdi.callbacks import on_task_failure
-from vdi.request import ISSUE_KEY_PATTERN
+from vdi.dag_defaults import AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, sensor_settings, task_defaults
+from vdi.request import ISSUE_KEY_PATTERN, DesktopRequest, JiraFieldConfig
+from vdi.settings import load
+from vdi.states import Run
+from vdi.steps import Step
 
 
 def _issue_key() -> str:
-    context = get_current_context()
-    issue_key = context["params"].get("issue_key") or (context["dag_run"].conf or {}).get("issue_key")
+    """The run's ``issue_key`` param (Airflow merges the run's conf into its params)."""
+    issue_key = get_current_context()["params"].get("issue_key")
     if not issue_key:
         raise ValueError('no issue key: trigger with conf {"issue_key": "VDI-123"}')
     return issue_key
 
 
-def _run() -> tuple[str, bool]:
-    """This run's id, and whether a person started it (no webhook delivery behind it)."""
+def _run() -> Run:
+    """This run, and whether a person started it (no webhook delivery behind it)."""
     context = get_current_context()
-    conf = context["dag_run"].conf or {}
-    return context["run_id"], not (context["params"].get("delivery_id") or conf.get("delivery_id"))
+    return Run(context["run_id"], manual=not context["params"].get("delivery_id"))
 
 
 @dag(
@@ -61,80 +65,101 @@ def _run() -> tuple[str, bool]:
     },
 )
 def vdi_provision():
-    @task.short_circuit(pool=JIRA_POOL)
+    @task.short_circuit(task_id=Step.VALIDATE.value, pool=JIRA_POOL)
     def validate() -> dict | None:
-        from vdi import clients, provision
-        from vdi.request import JiraFieldConfig
+        from vdi import provision
+        from vdi.jira import JiraTicket
+        from vdi.store.db import connect
 
-        with clients.database() as conn:
-            return provision.validate(clients.jira(), _issue_key(), JiraFieldConfig.from_env(), conn,
-                                      get_current_context()["run_id"])
+        with connect(autocommit=True) as conn:
+            return provision.validate(JiraTicket.from_connection(), _issue_key(), JiraFieldConfig.from_env(), conn,
+                                      _run())
 
-    @task.short_circuit
+    @task.short_circuit(task_id=Step.DEDUPE.value)
     def dedupe(request: dict) -> bool:
-        from vdi import clients, provision
+        from vdi import provision
+        from vdi.store.db import connect
 
-        with clients.database() as conn:
-            return provision.dedupe(conn, provision.request_from(request), *_run())
+        with connect(autocommit=True) as conn:
+            return provision.dedupe(conn, DesktopRequest.model_validate(request), _run(),
+                                    load().jira_trigger_status)
 
-    @task.short_circuit(pool=JIRA_POOL)
+    @task.short_circuit(task_id=Step.PERSIST.value, pool=JIRA_POOL)
     def persist(request: dict) -> bool:
-        from vdi import clients, provision
+        from vdi import provision
         from vdi.catalog import load_catalog
+        from vdi.jira import JiraTicket
+        from vdi.store.db import connect
 
-        with clients.database() as conn:
-            run_id, manual = _run()
-            return provision.persist(conn, clients.jira(), provision.request_from(request), run_id,
-                                     load_catalog(), manual)
+        with connect(autocommit=True) as conn:
+            return provision.persist(conn, JiraTicket.from_connection(), DesktopRequest.model_validate(request),
+                                     _run(), load_catalog(), load().jira_trigger_status)
 
-    @task(pool=JIRA_POOL)
+    @task(task_id=Step.JIRA_IN_PROGRESS.value, pool=JIRA_POOL)
     def jira_in_progress(request: dict) -> None:
-        from vdi import clients, provision
+        from vdi import provision
         from vdi.catalog import load_catalog
+        from vdi.jira import JiraTicket
+        from vdi.store.db import connect
 
-        desktop = provision.request_from(request)
-        with clients.database() as conn:
-            provision.mark_in_progress(conn, clients.jira(), desktop, load_catalog().resolve_os(desktop))
+        desktop = DesktopRequest.model_validate(request)
+        with connect(autocommit=True) as conn:
+            provision.mark_in_progress(conn, JiraTicket.from_connection(), desktop,
+                                       load_catalog().resolve_os(desktop))
 
-    @task(pool=AWS_POOL)
+    @task(task_id=Step.LAUNCH_INSTANCE.value, pool=AWS_POOL)
     def launch_instance(request: dict) -> str:
-        from vdi import clients, provision
+        from vdi import provision
         from vdi.catalog import load_catalog
+        from vdi.ec2 import aws_client
+        from vdi.leostream import LeostreamHook
+        from vdi.store.db import connect
+        from vdi.userdata import desktop_user_data
 
         catalog = load_catalog()
-        desktop = provision.request_from(request)
-        with clients.database() as conn:
-            return provision.launch(conn, clients.ec2(), desktop, catalog, catalog.resolve_os(desktop),
-                                    clients.user_data)
+        desktop = DesktopRequest.model_validate(request)
+        os_family = catalog.resolve_os(desktop)
+        user_data = desktop_user_data(desktop, os_family, broker_address=LeostreamHook().broker_address(),
+                                      region=catalog.region, playbook_bucket=load().playbook_bucket)
+        with connect(autocommit=True) as conn:
+            return provision.launch(conn, aws_client("ec2"), desktop, catalog, os_family, user_data)
 
-    @task.sensor(pool=AWS_POOL, **sensor_settings())
+    @task.sensor(task_id=Step.WAIT_INSTANCE_RUNNING.value, pool=AWS_POOL, **sensor_settings())
     def wait_instance_running(instance_id: str) -> bool:
-        from vdi import clients, provision
+        from vdi import provision
+        from vdi.ec2 import aws_client
 
-        return provision.instance_ready(clients.ec2(), instance_id)
+        return provision.instance_ready(aws_client("ec2"), instance_id)
 
-    @task(pool=LEOSTREAM_POOL)
+    @task(task_id=Step.REGISTER_DESKTOP.value, pool=LEOSTREAM_POOL)
     def register_desktop(request: dict, instance_id: str) -> dict:
-        from vdi import clients, provision
+        from vdi import provision
         from vdi.catalog import load_catalog
+        from vdi.leostream import broker_session
+        from vdi.store.db import connect
 
-        with clients.database() as conn, clients.leostream() as broker:
-            return provision.register(conn, broker, provision.request_from(request), load_catalog(), instance_id)
+        with connect(autocommit=True) as conn, broker_session() as broker:
+            return provision.register(conn, broker, DesktopRequest.model_validate(request), load_catalog(),
+                                      instance_id)
 
-    @task.sensor(pool=LEOSTREAM_POOL, **sensor_settings())
+    @task.sensor(task_id=Step.WAIT_DESKTOP_IN_POOL.value, pool=LEOSTREAM_POOL, **sensor_settings())
     def wait_desktop_in_pool(request: dict, registration: dict) -> bool:
-        from vdi import clients, provision
+        from vdi import provision
+        from vdi.leostream import broker_session
 
-        with clients.leostream() as broker:
-            return provision.desktop_discovered(broker, provision.request_from(request), registration)
+        with broker_session() as broker:
+            return provision.desktop_discovered(broker, DesktopRequest.model_validate(request), registration)
 
-    @task(pool=JIRA_POOL)
+    @task(task_id=Step.JIRA_READY.value, pool=JIRA_POOL)
     def jira_ready(request: dict, registration: dict, instance_id: str) -> None:
-        from vdi import clients, provision
+        from vdi import provision
+        from vdi.jira import JiraTicket
+        from vdi.leostream import LeostreamHook
+        from vdi.store.db import connect
 
-        with clients.database() as conn:
-            provision.finish_ready(conn, clients.jira(), provision.request_from(request), registration,
-                                   provision.broker_address(clients.leostream_url()), instance_id)
+        with connect(autocommit=True) as conn:
+            provision.finish_ready(conn, JiraTicket.from_connection(), DesktopRequest.model_validate(request),
+                                   registration, LeostreamHook().broker_address(), instance_id)
 
     request = validate()
     in_progress = jira_in_progress(request)

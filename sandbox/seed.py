@@ -7,7 +7,7 @@ import json
 
 import boto3
 
-from sandbox.stack.postgres import StackError
+from sandbox.stack.errors import StackError
 from sandbox.stack.settings import StackSettings
 
 INSTANCE_PROFILE = "vdi-desktop"

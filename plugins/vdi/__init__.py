@@ -1,4 +1,5 @@
 """VDI Studios domain package: request model, store, Jira, Leostream, EC2 and user data.
 
-Airflow puts ``plugins/`` on ``sys.path``, so DAGs and the webhook bridge import this as ``vdi``.
+Installed into the venv as the ``vdi-studios`` distribution, which is also an Airflow provider (``vdi.provider``
+registers the ``leostream`` connection type); DAGs, the webhook bridge and the sandboxes import it as ``vdi``.
 """

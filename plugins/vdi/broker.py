@@ -7,7 +7,6 @@ exactly its instance; assigning the pool to the user's policy offers the desktop
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict, dataclass
 
@@ -46,13 +45,18 @@ def _by_name(items: list[dict], name: str) -> dict | None:
     return next((item for item in items if item.get("name") == name), None)
 
 
-def amazon_center(client: LeostreamClient, name: str | None = None) -> dict:
-    """The AWS center that discovers the desktops: by name (``$VDI_LEOSTREAM_CENTER``) or the only one."""
-    name = name or os.environ.get("VDI_LEOSTREAM_CENTER")
+class CenterNotFound(LookupError):
+    """The broker has no AWS center by the connection's ``center_name`` (or not exactly one, unnamed)."""
+
+
+def amazon_center(client: LeostreamClient) -> dict:
+    """The AWS center that discovers the desktops: the client's ``center_name`` (the connection's extra), or
+    the broker's only one."""
+    name = client.center_name
     centers = [c for c in client.centers() if c.get("type") == "amazon" and (not name or c.get("name") == name)]
     if len(centers) != 1:
-        wanted = f"named {name!r}" if name else "(set VDI_LEOSTREAM_CENTER to choose one)"
-        raise LookupError(f"expected one Amazon center {wanted}, found {len(centers)}")
+        wanted = f"named {name!r}" if name else "(set the connection's center_name to choose one)"
+        raise CenterNotFound(f"expected one Amazon center {wanted}, found {len(centers)}")
     return centers[0]
 
 
@@ -96,7 +100,7 @@ def ensure_user(client: LeostreamClient, request: DesktopRequest, policy_name: s
         "user_login": request.user.login,
         "name": request.user.display_name[:100],
         "is_local": 0,
-        "auth_server": os.environ.get("VDI_LEOSTREAM_AUTH_SERVER", "Studio directory"),
+        "auth_server": client.auth_server,
         "policy_name": policy_name,
         "notes": f"Created by VDI Studios for {request.issue_key}",
     })

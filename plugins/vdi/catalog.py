@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vdi.request import DesktopRequest
+from vdi.settings import load
 
 DEFAULT_CATALOG_PATH = Path(__file__).resolve().parents[2] / "include" / "catalog.yaml"
 
@@ -109,8 +109,8 @@ class Catalog(_Strict):
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Read and validate a catalog file (default: ``$VDI_CATALOG_PATH`` or ``include/catalog.yaml``)."""
-    path = Path(path or os.environ.get("VDI_CATALOG_PATH") or DEFAULT_CATALOG_PATH)
+    """Read and validate a catalog file (default: ``VDI_CATALOG_PATH`` or ``include/catalog.yaml``)."""
+    path = Path(path or load().catalog_path or DEFAULT_CATALOG_PATH)
     return _load(path, path.stat().st_mtime_ns)
 
 

@@ -1,4 +1,5 @@
-"""EC2 launch for a desktop request: look up the request's tagged instance first, then launch once."""
+"""EC2 launch for a desktop request: look up the request's tagged instance first, then launch once. The AWS
+clients come from the Airflow connection ``aws_default`` through the Amazon provider's hook."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ from typing import Any
 from vdi.catalog import Bundle
 from vdi.request import DesktopRequest
 
+AWS_CONN_ID = "aws_default"
 TAG_ISSUE = "vdi:issue"
 TAG_REQUEST = "vdi:request"
 TAG_USER = "vdi:user"
 # An instance in one of these states is the request's desktop; terminated ones are history.
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
+
+
+def aws_client(service: str, conn_id: str = AWS_CONN_ID):
+    """A boto3 client for ``service`` (``ec2``, ``s3``) from the connection: credentials, region, endpoint."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=conn_id, client_type=service).get_conn()
 
 
 def instance_name(issue_key: str) -> str:

@@ -1,6 +1,9 @@
-"""The retry policy every outbound HTTP session shares (Jira, Leostream): one home for it."""
+"""What every outbound HTTP session shares (Jira, Leostream): the retry policy, and a connection's ``verify``
+extra read the way requests takes it. One home for both."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -44,3 +47,13 @@ def mount_retries(session: requests.Session, prefix: str, policy: Retry | None =
     """Make ``session`` retry calls under ``prefix`` with the shared policy."""
     session.mount(prefix, HTTPAdapter(max_retries=policy or retry_policy()))
     return session
+
+
+def tls_verify(value: Any) -> bool | str:
+    """A connection's ``verify`` extra for ``requests``: on unless turned off (also as text), or a CA bundle path."""
+    if value is None or value == "":
+        return True
+    if isinstance(value, str):
+        text = value.strip()
+        return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower(), text)
+    return bool(value)

@@ -1,10 +1,13 @@
-"""Jira calls, through the atlassian-jira provider's ``JiraHook``: read issues, comment once, transition once."""
+"""Jira calls through ``atlassian.Jira`` built from the Jira provider's ``jira`` connection: read issues, comment
+once, transition once."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vdi.http_retry import mount_retries
+import requests
+
+from vdi.http_retry import mount_retries, tls_verify
 from vdi.request import status_name
 
 COMMENT_MARKER_PREFIX = "vdi-studios ref:"
@@ -28,16 +31,21 @@ class JiraTicket:
 
     @classmethod
     def from_connection(cls, conn_id: str = "jira_default") -> "JiraTicket":
-        """A client from the Airflow connection: Cloud email + API token, or a Data Center PAT (no login)."""
-        from airflow.providers.atlassian.jira.hooks.jira import JiraHook
+        """A client from the Airflow connection (the Jira provider's ``jira`` type, read as its ``JiraHook`` reads
+        it): Cloud email + API token, or a Data Center personal access token (password, no login). Built here
+        rather than by ``JiraHook.get_conn()`` so that its session carries the shared retry policy and a token
+        goes through atlassian's own token auth."""
+        from airflow.sdk import BaseHook
+        from atlassian import Jira
 
-        hook = JiraHook(jira_conn_id=conn_id)
-        client = hook.get_conn()
-        connection = hook.get_connection(conn_id)
-        if not connection.login and connection.password:
-            client._session.headers["Authorization"] = f"Bearer {connection.password}"
-        mount_retries(client._session, client.url)
-        return cls(client)
+        connection = BaseHook.get_connection(conn_id)
+        session = mount_retries(requests.Session(), connection.host or "")
+        session.verify = tls_verify((connection.extra_dejson or {}).get("verify"))
+        if connection.login:
+            credentials = {"username": connection.login, "password": connection.password}
+        else:
+            credentials = {"token": connection.password}
+        return cls(Jira(url=connection.host or "", session=session, api_version="2", **credentials))
 
     def issue(self, issue_key: str) -> dict[str, Any]:
         return self.client.get_issue(issue_key)

@@ -1,19 +1,22 @@
-"""Leostream Connection Broker REST API v1: an Airflow hook shaped like a provider's, and its client.
+"""Leostream Connection Broker REST API v1: the provider's hook (connection type ``leostream``) and its client.
 
-One broker session per task: the client logs in on first use, logs in again once on 401 (expired sid),
-and logs out when the task is done.
+One broker session per task: ``broker_session()`` yields a client that logs in on first use, logs in again
+once on 401 (expired sid), and logs out when the task is done.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from urllib3.util.retry import Retry
 
 from airflow.sdk import BaseHook
-from vdi.http_retry import mount_retries
-
-DEFAULT_TIMEOUT_S = 15
+from vdi.http_retry import mount_retries, retry_policy, tls_verify
+from vdi.provider import DEFAULT_AUTH_SERVER, DEFAULT_TIMEOUT_S
 
 
 class LeostreamError(RuntimeError):
@@ -26,16 +29,23 @@ class LeostreamError(RuntimeError):
 
 
 class LeostreamClient:
-    """The v1 calls VDI Studios uses, against ``<base_url>/rest/v1``."""
+    """The v1 calls VDI Studios uses, against ``<base_url>/rest/v1``.
 
-    def __init__(self, base_url: str, user_login: str, password: str, *, verify: bool = True,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, session: requests.Session | None = None):
+    ``center_name`` picks the AWS center that discovers the desktops (None: the only one);
+    ``auth_server`` is the authentication server the desktops' users are created under.
+    """
+
+    def __init__(self, base_url: str, user_login: str, password: str, *, verify: bool | str = True,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, retry: Retry | None = None, center_name: str | None = None,
+                 auth_server: str = DEFAULT_AUTH_SERVER, session: requests.Session | None = None):
         self.api_url = base_url.rstrip("/") + "/rest/v1"
+        self.center_name = center_name
+        self.auth_server = auth_server
         self._user_login = user_login
         self._password = password
         self._timeout_s = timeout_s
         self._sid: str | None = None
-        self.session = mount_retries(session or requests.Session(), self.api_url)
+        self.session = mount_retries(session or requests.Session(), self.api_url, retry)
         self.session.verify = verify
 
     # --- session ------------------------------------------------------------------------------------
@@ -94,7 +104,13 @@ class LeostreamClient:
         return self.request("GET", "/centers")
 
     def scan_center(self, center_id: int) -> Any:
-        return self.request("POST", f"/centers/{center_id}/scan")
+        """Ask for a scan; one already running (409 ``CONFLICT``) serves as well."""
+        try:
+            return self.request("POST", f"/centers/{center_id}/scan")
+        except LeostreamError as error:
+            if error.status_code == 409 and error.error_status == "CONFLICT":
+                return None
+            raise
 
     def pools(self) -> list[dict]:
         return self.request("GET", "/pools")
@@ -134,11 +150,30 @@ class LeostreamClient:
             raise
 
 
-class LeostreamHook(BaseHook):
-    """Airflow hook for the Leostream Connection Broker (connection type ``leostream``).
+def _extra(extras: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    """An extra as ``kind``; ``default`` when absent or empty (the connection form stores empty fields)."""
+    value = extras.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    return kind(value.strip() if isinstance(value, str) else value)
 
-    Connection: host = broker URL (``https://broker.example``), login = API user, password = its password,
-    extra ``{"verify": false}`` for a self-signed broker certificate.
+
+def _retry(extras: dict[str, Any]) -> Retry:
+    """The shared retry policy, with the connection's ``retries`` and ``retry_backoff`` when set."""
+    overrides = {"attempts": _extra(extras, "retries", int, None),
+                 "backoff_s": _extra(extras, "retry_backoff", float, None)}
+    return retry_policy(**{name: value for name, value in overrides.items() if value is not None})
+
+
+class LeostreamHook(BaseHook):
+    """Airflow hook for the Leostream Connection Broker, shaped like the HTTP provider's ``HttpHook``.
+
+    Connection: host = the broker's API URL (``https://broker.example``; without a scheme, ``schema`` or
+    https; ``port`` appended when set), login/password = the API user. Extras (the form's fields are declared
+    in ``vdi.provider``): ``verify`` (TLS verification, or a CA bundle path), ``timeout`` (seconds),
+    ``retries`` and ``retry_backoff`` (the shared retry policy), ``center_name`` (the AWS center; the only
+    one when empty), ``auth_server`` (where the desktops' users authenticate) and ``broker_address`` (what the
+    desktops' agents register with; the API URL's host when empty).
     """
 
     conn_name_attr = "leostream_conn_id"
@@ -149,29 +184,67 @@ class LeostreamHook(BaseHook):
     def __init__(self, leostream_conn_id: str = default_conn_name):
         super().__init__()
         self.leostream_conn_id = leostream_conn_id
-        self._client: LeostreamClient | None = None
+        self._connection = None
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Broker URL", "login": "API user", "password": "API password"},
-            "placeholders": {"host": "https://leostream.example.com", "extra": '{"verify": true}'},
-        }
+    @property
+    def connection(self):
+        if self._connection is None:
+            self._connection = self.get_connection(self.leostream_conn_id)
+        return self._connection
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        return self.connection.extra_dejson or {}
+
+    @property
+    def base_url(self) -> str:
+        """The broker's API URL, as ``HttpHook`` builds its base URL from host, schema and port."""
+        host = (self.connection.host or "").rstrip("/")
+        if not host:
+            raise ValueError(f"the connection {self.leostream_conn_id!r} has no host (the broker's API URL)")
+        url = host if "://" in host else f"{self.connection.schema or 'https'}://{host}"
+        return f"{url}:{self.connection.port}" if self.connection.port else url
+
+    def broker_address(self) -> str:
+        """The address the desktops' Leostream agents register with: ``broker_address`` or the API URL's host."""
+        if address := _extra(self.extras, "broker_address", str, None):
+            return address
+        api = urlsplit(self.base_url)
+        return f"{api.hostname}:{api.port}" if api.port else api.hostname or ""
 
     def get_conn(self) -> LeostreamClient:
-        if self._client is None:
-            connection = self.get_connection(self.leostream_conn_id)
-            host = connection.host or ""
-            if "://" not in host:
-                host = f"https://{host}"
-            verify = bool((connection.extra_dejson or {}).get("verify", True))
-            self._client = LeostreamClient(host, connection.login or "", connection.password or "", verify=verify)
-        return self._client
+        """A new client for this connection (not logged in yet: it logs in on first use)."""
+        extras = self.extras
+        return LeostreamClient(
+            self.base_url, self.connection.login or "", self.connection.password or "",
+            verify=tls_verify(extras.get("verify")),
+            timeout_s=_extra(extras, "timeout", float, DEFAULT_TIMEOUT_S),
+            retry=_retry(extras),
+            center_name=_extra(extras, "center_name", str, None),
+            auth_server=_extra(extras, "auth_server", str, DEFAULT_AUTH_SERVER),
+        )
 
-    def __enter__(self) -> LeostreamClient:
-        return self.get_conn()
+    def test_connection(self) -> tuple[bool, str]:
+        """Log in, find the AWS center (a cheap GET), log out; the message names no secret."""
+        from vdi.broker import CenterNotFound, amazon_center  # vdi.broker imports this module
 
-    def __exit__(self, *exc_info) -> None:
-        if self._client is not None:
-            self._client.logout()
+        try:
+            client = self.get_conn()
+            where = f"{self.base_url} as {self.connection.login}"
+            with client:
+                client.login()
+                center = amazon_center(client)
+        except CenterNotFound as error:
+            return False, f"logged in to {where}, but {error}"
+        except Exception as error:  # the form shows the cause; the client's errors carry no credentials
+            return False, f"{type(error).__name__}: {error}"
+        return True, (f"logged in to {where}; AWS center {center.get('name')!r}; the desktops' agents register "
+                      f"with {self.broker_address()}")
+
+
+@contextmanager
+def broker_session(conn_id: str = LeostreamHook.default_conn_name) -> Iterator[LeostreamClient]:
+    """One broker session for a task: a client from the connection that logs in on first use and logs out
+    at the end."""
+    with LeostreamHook(conn_id).get_conn() as client:
+        yield client

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from vdi.settings import load
 
 # Namespace of request ids: uuid5(namespace, issue key) gives one stable id per ticket.
 REQUEST_ID_NAMESPACE = uuid.UUID("8e0f6c52-5b7e-4f4e-9d43-6a1f0c3b7d21")
@@ -32,22 +34,20 @@ class RequestInvalid(ValueError):
 
 @dataclass(frozen=True)
 class JiraFieldConfig:
-    """Which Jira fields carry the request. Each may be a field id (``customfield_10050``) or its name."""
+    """Which Jira fields carry the request (each a field id such as ``customfield_10050``, or its name) and the
+    status in which a ticket is provisioned."""
 
-    bundle_field: str = "Desktop bundle"
-    user_field: str = "Desktop user"
-    os_field: str = "Desktop OS"
-    trigger_status: str = "Approved"
+    bundle_field: str
+    user_field: str
+    os_field: str
+    trigger_status: str
 
     @classmethod
-    def from_env(cls) -> "JiraFieldConfig":
-        defaults = cls()
-        return cls(
-            bundle_field=os.environ.get("VDI_JIRA_BUNDLE_FIELD", defaults.bundle_field),
-            user_field=os.environ.get("VDI_JIRA_USER_FIELD", defaults.user_field),
-            os_field=os.environ.get("VDI_JIRA_OS_FIELD", defaults.os_field),
-            trigger_status=os.environ.get("VDI_JIRA_TRIGGER_STATUS", defaults.trigger_status),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "JiraFieldConfig":
+        """From the ``VDI_JIRA_*`` settings (``vdi.settings``, which holds their defaults)."""
+        settings = load(environ)
+        return cls(bundle_field=settings.jira_bundle_field, user_field=settings.jira_user_field,
+                   os_field=settings.jira_os_field, trigger_status=settings.jira_trigger_status)
 
 
 class DesktopUser(BaseModel):
@@ -124,7 +124,7 @@ def _user(value: Any) -> DesktopUser | None:
     return DesktopUser(login=login, display_name=value.get("displayName") or login, account_id=value.get("accountId"))
 
 
-def parse_issue(issue: dict[str, Any], config: JiraFieldConfig = JiraFieldConfig(),
+def parse_issue(issue: dict[str, Any], config: JiraFieldConfig,
                 field_names: dict[str, str] | None = None) -> DesktopRequest:
     """Validate a Jira issue into a ``DesktopRequest``; ``RequestInvalid`` names every missing field."""
     field_names = field_names or {}

@@ -1,12 +1,12 @@
 """EC2 user data that bootstraps a Leostream desktop at first boot.
 
-``render_user_data`` renders ``templates/userdata/linux.sh.j2`` (a bash script that cloud-init runs once)
+``desktop_user_data`` composes a request's user data (publishing the playbook bundle first when a bucket is
+configured); ``render_user_data`` renders ``templates/userdata/linux.sh.j2`` (a bash script that cloud-init runs once)
 or ``templates/userdata/windows.ps1.j2`` (a ``<powershell>`` block that EC2Launch runs once). Either one:
 
 - logs everything to a known file (``/var/log/vdi-bootstrap.log``, ``C:\\ProgramData\\VDI\\bootstrap.log``);
 - reads the instance id through IMDSv2 and reports progress as the instance tag ``vdi:bootstrap``
-  (``running``, then ``done`` or ``failed``), written with the instance role: the completion signal the
-  DAG and the reconciler read with DescribeInstances;
+  (``running``, then ``done`` or ``failed``), written with the instance role: the desktop's completion signal;
 - fetches the playbook bundle (``vdi.playbook_bundle``) from S3 with the instance role, or unpacks it from
   the user data itself when no S3 URI is given, and checks its sha256 before using it;
 - runs ``include/ansible/desktop.yml`` (Linux, in a pinned ansible-core venv) or the Windows bootstrap
@@ -29,13 +29,14 @@ from typing import Any
 import jinja2
 import yaml
 
-from vdi.playbook_bundle import ANSIBLE_ROOT, build_playbook_bundle, find_secret_material
-from vdi.request import BUNDLE_PATTERN, ISSUE_KEY_PATTERN
+from vdi.ec2 import aws_client
+from vdi.playbook_bundle import ANSIBLE_ROOT, build_playbook_bundle, find_secret_material, publish_playbook_bundle
+from vdi.request import BUNDLE_PATTERN, ISSUE_KEY_PATTERN, DesktopRequest
 
 MAX_USER_DATA_BYTES = 16 * 1024
 
-# The completion signal as the DAG and the reconciler read it (DescribeInstances, tag filter). The key is the
-# default of vdi_bootstrap_tag_key in include/ansible/group_vars/all/vdi.yml.
+# The completion signal the desktop writes. The key is the default of vdi_bootstrap_tag_key in
+# include/ansible/group_vars/all/vdi.yml.
 BOOTSTRAP_TAG_KEY = "vdi:bootstrap"
 BOOTSTRAP_RUNNING, BOOTSTRAP_DONE, BOOTSTRAP_FAILED = "running", "done", "failed"
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "userdata"
@@ -81,6 +82,19 @@ _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 _S3_BUNDLE_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/"
                             r"(?P<key>(?:[A-Za-z0-9!_.*'()/-]+/)?(?P<sha256>[0-9a-f]{64})\.tar\.gz)$")
 _SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")
+
+
+def desktop_user_data(request: DesktopRequest, os_family: str, *, broker_address: str, region: str,
+                      playbook_bucket: str | None = None, s3_client=None) -> str:
+    """The request's first-boot user data. With ``playbook_bucket`` (``VDI_PLAYBOOK_BUCKET``) the playbook bundle
+    is published there (through ``s3_client``, default: from ``aws_default``) and fetched at boot; without
+    one it is embedded."""
+    playbook_uri = None
+    if playbook_bucket:
+        playbook_uri = publish_playbook_bundle(s3_client or aws_client("s3"), playbook_bucket)
+    return render_user_data(os_family=os_family, broker_address=broker_address, bundle=request.bundle,
+                            issue_key=request.issue_key, request_id=str(request.request_id),
+                            playbook_s3_uri=playbook_uri, region=region)
 
 
 def render_user_data(*, os_family: str, broker_address: str, bundle: str, issue_key: str, request_id: str,

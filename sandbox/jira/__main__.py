@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from sandbox import faults
+from sandbox import server
 from sandbox.jira.app import create_app
 
 DEFAULT_URL = "http://127.0.0.1:8081"
@@ -33,7 +33,7 @@ def build_app():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return faults.main("sandbox.jira", __doc__, os.environ.get("JIRA_URL", DEFAULT_URL), 8081, build_app, argv)
+    return server.main("sandbox.jira", __doc__, os.environ.get("JIRA_URL", DEFAULT_URL), 8081, build_app, argv)
 
 
 if __name__ == "__main__":

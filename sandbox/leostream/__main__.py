@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from sandbox import faults
+from sandbox import server
 from sandbox.leostream.app import create_app
 
 
@@ -31,7 +31,7 @@ def build_app():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return faults.main("sandbox.leostream", __doc__, os.environ.get("LEOSTREAM_URL"), 8082, build_app, argv)
+    return server.main("sandbox.leostream", __doc__, os.environ.get("LEOSTREAM_URL"), 8082, build_app, argv)
 
 
 if __name__ == "__main__":

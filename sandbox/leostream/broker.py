@@ -172,7 +172,7 @@ class Broker:
             "provision": {"provision_on_off": 0}, "domain": {"domain_join": 0},
             "log": {"log_information_threshold": 0, "log_warning_threshold": 0, "log_error_threshold": 0},
         }}
-        self.policies: dict[int, dict] = {1: self._policy_defaults({"name": "Default", "is_default": 1}, 1)}
+        self.policies: dict[int, dict] = {1: self.policy_defaults({"name": "Default", "is_default": 1}, 1)}
         self.assignments: dict[int, dict] = {}
         self.users: dict[int, dict] = {}
         self.roles = {"User", "Administrator"}
@@ -277,7 +277,7 @@ class Broker:
 
     # --- policies ------------------------------------------------------------------------------------
     @staticmethod
-    def _policy_defaults(accepted: dict, policy_id: int) -> dict:
+    def policy_defaults(accepted: dict, policy_id: int) -> dict:
         created = stamp()
         policy = {
             "id": policy_id, "name": "", "notes": "", "is_default": 0, "max_desktops": -1,

@@ -12,7 +12,7 @@ import time
 import requests
 
 from sandbox.stack import postgres
-from sandbox.stack.postgres import StackError
+from sandbox.stack.errors import StackError
 from sandbox.stack.processes import kill_all, stack_processes
 from sandbox.stack.programs import (
     DemoNotReady,
@@ -25,9 +25,6 @@ from sandbox.stack.programs import (
 )
 from sandbox.stack.settings import DEFAULT_PORTS, REPO_ROOT, StackSettings
 from sandbox.stack.supervisor import Supervisor
-
-# As Airflow does: the vdi package (plugins/) is importable by the launcher's own steps (seeding, demo).
-sys.path.insert(0, str(REPO_ROOT / "plugins"))
 
 AIRFLOW_HEALTH_DEADLINE_S = 240
 SERVICE_HEALTH_DEADLINE_S = 60

@@ -13,6 +13,8 @@ import warnings
 import psycopg
 from psycopg import sql
 
+from sandbox.stack.errors import StackError
+
 with warnings.catch_warnings():
     # pgserver resolves a runtime dir at import; without XDG_RUNTIME_DIR that only warns, and we use none.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -20,10 +22,6 @@ with warnings.catch_warnings():
 
 # postgres refuses to run as root; pgserver's own convention is a system user of this name.
 SYSTEM_USER = "pgserver"
-
-
-class StackError(RuntimeError):
-    """A start-up step failed; the message is the one line the user sees."""
 
 
 def running_as_root() -> bool:

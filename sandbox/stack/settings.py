@@ -188,6 +188,9 @@ class StackSettings:
 
     # --- the environment every stack process runs with --------------------------------------------
     def runtime_env(self) -> dict[str, str]:
+        from sandbox.seed import CENTER_NAME  # seed.py imports this module
+        from vdi.provider import DEFAULT_AUTH_SERVER
+
         stack = self.stack_env()
         airflow_url = stack["AIRFLOW_API_URL"]
         connections = {
@@ -204,6 +207,7 @@ class StackSettings:
                 "host": stack["LEOSTREAM_URL"],
                 "login": stack["LEOSTREAM_USER"],
                 "password": stack["LEOSTREAM_PASSWORD"],
+                "extra": {"center_name": CENTER_NAME, "auth_server": DEFAULT_AUTH_SERVER},
             },
             "AIRFLOW_CONN_AWS_DEFAULT": {
                 "conn_type": "aws",
@@ -220,6 +224,8 @@ class StackSettings:
             # 2 cores: the default 32 would spawn 32 LocalExecutor workers.
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # The connection form's "Test" button (and POST /api/v2/connections/test); off by default.
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__FERNET_KEY": self.secrets["fernet_key"],
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/execution/",
@@ -233,7 +239,6 @@ class StackSettings:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir / "airflow"),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "plugins")]),
             "VDI_LOCAL_DIR": str(self.local_dir),
             # Local sandboxes answer at once: poll and retry sooner than against the real services.
             "VDI_POKE_INTERVAL_S": "3",
@@ -259,8 +264,8 @@ class StackSettings:
 
 
 def _postgres_connection(url: str) -> dict:
-    """An Airflow connection (JSON form) for a postgresql:// URL."""
-    from urllib.parse import unquote, urlsplit
+    """An Airflow connection (JSON form) for a postgresql:// URL; its parameters (``sslmode`` …) become extras."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
 
     parts = urlsplit(url)
     return {
@@ -269,5 +274,6 @@ def _postgres_connection(url: str) -> dict:
         "port": parts.port,
         "login": unquote(parts.username or ""),
         "password": unquote(parts.password or ""),
-        "schema": parts.path.lstrip("/"),
+        "schema": unquote(parts.path.lstrip("/")),
+        "extra": dict(parse_qsl(parts.query)),
     }

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.stack.postgres import StackError
+from sandbox.stack.errors import StackError
 from sandbox.stack.settings import REPO_ROOT, StackSettings
 
 # AF_UNIX paths are limited to 108 bytes; a deep checkout falls back to a short path in the temp dir.

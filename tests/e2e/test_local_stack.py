@@ -59,6 +59,45 @@ def test_secrets_stay_out_of_the_run_output(stack):
         assert values[key] not in started.stdout + started.stderr
 
 
+def airflow_session(values: dict[str, str]) -> requests.Session:
+    """A session carrying a JWT from the API server's ``/auth/token``."""
+    token = requests.post(f"{values['AIRFLOW_API_URL']}/auth/token", timeout=10,
+                          json={"username": values["AIRFLOW_USERNAME"], "password": values["AIRFLOW_PASSWORD"]})
+    token.raise_for_status()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    return session
+
+
+def test_the_api_servers_connection_form_offers_leostream_with_labelled_fields(stack):
+    local_dir, _, _ = stack
+    values = read_stack_env(local_dir)
+    answer = airflow_session(values).get(f"{values['AIRFLOW_API_URL']}/ui/connections/hook_meta", timeout=60)
+    assert answer.status_code == 200, answer.text
+    [leostream] = [meta for meta in answer.json() if meta["connection_type"] == "leostream"]
+    assert leostream["hook_class_name"] == "vdi.leostream.LeostreamHook"
+    assert {name: (leostream["standard_fields"][name] or {}).get("title") for name in ("host", "login", "password")} \
+        == {"host": "API URL", "login": "API user", "password": "API password"}
+    titles = {name: field["schema"]["title"] for name, field in leostream["extra_fields"].items()}
+    assert {"Verify TLS certificate", "AWS center name", "Authentication server",
+            "Broker address for desktop agents"} <= set(titles.values())
+
+
+def test_testing_a_leostream_connection_on_the_api_server_logs_in_to_the_stacks_sandbox(stack):
+    from sandbox.seed import CENTER_NAME
+
+    local_dir, _, _ = stack
+    values = read_stack_env(local_dir)
+    answer = airflow_session(values).post(f"{values['AIRFLOW_API_URL']}/api/v2/connections/test", timeout=60, json={
+        "connection_id": "leostream_form_test", "conn_type": "leostream", "host": values["LEOSTREAM_URL"],
+        "login": values["LEOSTREAM_USER"], "password": values["LEOSTREAM_PASSWORD"],
+        "extra": json.dumps({"center_name": CENTER_NAME})})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["status"] is True, result["message"]
+    assert values["LEOSTREAM_PASSWORD"] not in result["message"]
+
+
 def supervised_pids(env: dict[str, str]) -> list[int]:
     """supervisord and the programs it runs. Their own children (PostgreSQL backends, Airflow's task and
     parsing processes) come and go on their own, so they say nothing about what a second run did."""

@@ -1,4 +1,5 @@
-"""Airflow execs every .py under plugins/ as a top-level module: the vdi package must stay out of that."""
+"""Airflow's plugin loader execs every .py under plugins/ as a top-level module named by its stem, installed or not:
+plugins/.airflowignore keeps the vdi package out of that."""
 
 import sys
 from pathlib import Path

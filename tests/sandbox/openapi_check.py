@@ -1,4 +1,4 @@
-"""Check real HTTP traffic against the vendors' OpenAPI documents in ../shared/specs/ with openapi-core.
+"""Check real HTTP traffic against the vendors' OpenAPI documents (sandbox/vendor_specs/) with openapi-core.
 
 ``SpecChecker.watch(session)`` adds a response hook to a ``requests.Session`` (ours, or the one inside
 ``atlassian.Jira``), so every request the client sends and every response the sandbox answers is validated.
@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
@@ -38,10 +36,7 @@ from jsonschema import Draft4Validator, Draft202012Validator
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-# The vendors' documents live beside the repository (../shared/specs), or where VDI_VENDOR_SPECS_DIR says.
-SPECS = Path(os.environ.get("VDI_VENDOR_SPECS_DIR") or Path(__file__).resolve().parents[3] / "shared" / "specs")
-JIRA_SPEC = SPECS / "jira-cloud-platform.openapi.json"
-LEOSTREAM_SPEC = SPECS / "leostream-rest-v1.openapi.json"
+from sandbox.vendor_specs import JIRA_SPEC, LEOSTREAM_SPEC
 
 _JIRA_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?[+-]\d{4}$")
 _LEOSTREAM_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")

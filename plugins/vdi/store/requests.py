@@ -13,56 +13,25 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from vdi.request import DesktopRequest
-from vdi.states import RequestState
+from vdi.states import RequestState, Run, refusal
+from vdi.steps import Step
 
-# States in which a ticket already has its desktop, or one on the way, or is going away.
 # Per-ticket advisory locks use the two-key form (class, hash of the issue key); PostgreSQL keeps it apart from
 # the one-key form that vdi.store.migrate locks with.
 _TICKET_LOCK_CLASS = 0x5D1
 
-_BUSY_STATES = (RequestState.IN_PROGRESS, RequestState.READY, RequestState.REMOVING, RequestState.REMOVED)
-
 
 @dataclass(frozen=True)
 class Claim:
-    """Whether this run may work on the request; ``reason`` says why not."""
+    """Whether this run now owns the request; ``reason`` says why not."""
 
     proceed: bool
-    request_id: uuid.UUID
-    state: RequestState
     reason: str = ""
 
 
 def get_request(conn: psycopg.Connection, issue_key: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute("SELECT * FROM desktop_requests WHERE issue_key = %s", (issue_key,)).fetchone()
-
-
-def _skip_reason(row: dict[str, Any], run_id: str, manual: bool) -> str:
-    """Why ``run_id`` must not work on ``row``, or "" when it may.
-
-    A failed request is resumed by its own run (a cleared task) or by a manual run, never by another webhook
-    delivery: the failure comment itself causes one, and retrying on it would loop.
-    """
-    state = RequestState(row["state"])
-    own = row["owner_run_id"] == run_id
-    if state == RequestState.IN_PROGRESS and own:
-        return ""
-    if state == RequestState.FAILED:
-        if own or manual:
-            return ""
-        return (f"{row['issue_key']} failed at {row['step']}: clear the failed task of run {row['owner_run_id']}"
-                f" or trigger vdi_provision by hand with issue_key {row['issue_key']}")
-    if state in _BUSY_STATES:
-        owner = f" by run {row['owner_run_id']}" if state == RequestState.IN_PROGRESS else ""
-        return f"{row['issue_key']} is already {state.value}{owner}"
-    return ""
-
-
-def dedupe(conn: psycopg.Connection, issue_key: str, run_id: str, manual: bool = False) -> str:
-    """Read-only check: the reason this run has nothing to do, or "" when it should go on."""
-    row = get_request(conn, issue_key)
-    return _skip_reason(row, run_id, manual) if row else ""
 
 
 @contextmanager
@@ -74,14 +43,13 @@ def ticket_lock(conn: psycopg.Connection, issue_key: str) -> Iterator[None]:
         yield
 
 
-def claim(conn: psycopg.Connection, request: DesktopRequest, run_id: str, manual: bool = False) -> Claim:
-    """Create or take over the request for ``run_id`` in one transaction (row-locked), logging the event.
-
-    A ticket that is in progress elsewhere, ready or removed is left alone; a rejected one is taken over
-    (the ticket may have been corrected), and so is one this same run already owns; a failed one as above.
-    """
+def claim(conn: psycopg.Connection, request: DesktopRequest, run: Run, trigger_status: str) -> Claim:
+    """Create or take over the request for ``run`` in one transaction (row-locked), logging the event; whether
+    it may is ``vdi.states.refusal``'s to say (with the ticket's status as ``validate`` read it). A refused
+    claim writes nothing."""
     request_id = request.request_id
-    with conn.transaction():
+    refused = None
+    with conn.transaction() as transaction:
         conn.execute(
             "INSERT INTO desktop_requests (request_id, issue_key, project_key, desktop_user, bundle, os, state)"
             # No conflict target: request_id and issue_key are both unique (and derived from each other), and a
@@ -93,15 +61,18 @@ def claim(conn: psycopg.Connection, request: DesktopRequest, run_id: str, manual
         with conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute("SELECT * FROM desktop_requests WHERE issue_key = %s FOR UPDATE",
                               (request.issue_key,)).fetchone()
-        if reason := _skip_reason(row, run_id, manual):
-            return Claim(False, row["request_id"], RequestState(row["state"]), reason)
+        if reason := refusal(request.issue_key, row, run, request.status, trigger_status):
+            refused = Claim(False, reason)
+            raise psycopg.Rollback(transaction)  # the row inserted above, if any, goes with it
         conn.execute(
-            "UPDATE desktop_requests SET state = %s, step = 'persist', owner_run_id = %s, desktop_user = %s,"
+            "UPDATE desktop_requests SET state = %s, step = %s, owner_run_id = %s, desktop_user = %s,"
             " bundle = %s, os = %s, updated_at = now() WHERE request_id = %s",
-            (RequestState.IN_PROGRESS.value, run_id, request.user.login, request.bundle, request.os, request_id),
+            (RequestState.IN_PROGRESS.value, Step.PERSIST.value, run.run_id, request.user.login, request.bundle,
+             request.os, request_id),
         )
-        record_event(conn, request_id, "persist", "claimed", {"run_id": run_id, "previous_state": row["state"]})
-    return Claim(True, request_id, RequestState.IN_PROGRESS)
+        record_event(conn, request_id, Step.PERSIST, "claimed",
+                     {"run_id": run.run_id, "previous_state": row["state"]})
+    return refused or Claim(True)
 
 
 def record_invalid(conn: psycopg.Connection, request_id: uuid.UUID, issue_key: str, detail: dict[str, Any]) -> None:
@@ -112,15 +83,15 @@ def record_invalid(conn: psycopg.Connection, request_id: uuid.UUID, issue_key: s
         # on the other unique column (see claim).
         conn.execute(
             "INSERT INTO desktop_requests (request_id, issue_key, project_key, state, step)"
-            " VALUES (%s, %s, %s, 'rejected', 'validate') ON CONFLICT DO NOTHING",
-            (request_id, issue_key, issue_key.rsplit("-", 1)[0]),
+            " VALUES (%s, %s, %s, 'rejected', %s) ON CONFLICT DO NOTHING",
+            (request_id, issue_key, issue_key.rsplit("-", 1)[0], Step.VALIDATE.value),
         )
         conn.execute(
-            "UPDATE desktop_requests SET state = 'rejected', step = 'validate', updated_at = now()"
+            "UPDATE desktop_requests SET state = 'rejected', step = %s, updated_at = now()"
             " WHERE issue_key = %s AND state IN ('received', 'failed', 'rejected')",
-            (issue_key,),
+            (Step.VALIDATE.value, issue_key),
         )
-        record_event(conn, request_id, "validate", "invalid", detail)
+        record_event(conn, request_id, Step.VALIDATE, "invalid", detail)
 
 
 def highest_issue_number(conn: psycopg.Connection) -> int:
@@ -128,13 +99,13 @@ def highest_issue_number(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT max(split_part(issue_key, '-', 2)::int) FROM desktop_requests").fetchone()[0] or 0
 
 
-def set_state(conn: psycopg.Connection, request_id: uuid.UUID, state: RequestState, step: str,
+def set_state(conn: psycopg.Connection, request_id: uuid.UUID, state: RequestState, step: Step,
               outcome: str, detail: dict[str, Any] | None = None) -> None:
     """Move the request to ``state`` at ``step`` and log it, in one transaction."""
     with conn.transaction():
         conn.execute(
             "UPDATE desktop_requests SET state = %s, step = %s, updated_at = now() WHERE request_id = %s",
-            (state.value, step, request_id),
+            (state.value, str(step), request_id),
         )
         record_event(conn, request_id, step, outcome, detail)
 
@@ -142,10 +113,10 @@ def set_state(conn: psycopg.Connection, request_id: uuid.UUID, state: RequestSta
 def set_instance(conn: psycopg.Connection, request_id: uuid.UUID, instance_id: str, detail: dict[str, Any]) -> None:
     with conn.transaction():
         conn.execute(
-            "UPDATE desktop_requests SET instance_id = %s, step = 'launch_instance', updated_at = now()"
-            " WHERE request_id = %s", (instance_id, request_id),
+            "UPDATE desktop_requests SET instance_id = %s, step = %s, updated_at = now() WHERE request_id = %s",
+            (instance_id, Step.LAUNCH_INSTANCE.value, request_id),
         )
-        record_event(conn, request_id, "launch_instance", "launched", {"instance_id": instance_id, **detail})
+        record_event(conn, request_id, Step.LAUNCH_INSTANCE, "launched", {"instance_id": instance_id, **detail})
 
 
 def merge_detail(conn: psycopg.Connection, request_id: uuid.UUID, detail: dict[str, Any]) -> None:
@@ -153,10 +124,10 @@ def merge_detail(conn: psycopg.Connection, request_id: uuid.UUID, detail: dict[s
                  (Jsonb(detail), request_id))
 
 
-def record_event(conn: psycopg.Connection, request_id: uuid.UUID, step: str, outcome: str,
+def record_event(conn: psycopg.Connection, request_id: uuid.UUID, step: Step, outcome: str,
                  detail: dict[str, Any] | None = None) -> None:
     conn.execute("INSERT INTO request_events (request_id, step, outcome, detail) VALUES (%s, %s, %s, %s)",
-                 (request_id, step, outcome, Jsonb(detail or {})))
+                 (request_id, str(step), outcome, Jsonb(detail or {})))
 
 
 def events(conn: psycopg.Connection, request_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -4,8 +4,12 @@ import copy
 
 import pytest
 
-# The Jira sandbox served on a free port (fixtures ``jira`` and ``jira_spec``), for the steps that talk to Jira.
+from vdi.request import JiraFieldConfig
+
+# The sandboxes served on free ports (fixtures ``jira``, ``leostream`` and their specs), for the steps that talk
+# to Jira and the broker.
 from tests.sandbox.jira.conftest import jira, jira_spec  # noqa: F401
+from tests.sandbox.leostream.conftest import leostream, leostream_spec  # noqa: F401
 
 
 @pytest.fixture
@@ -32,3 +36,9 @@ def jira_issue() -> dict:
 def field_names() -> dict[str, str]:
     return {"Desktop bundle": "customfield_10050", "Desktop user": "customfield_10051",
             "Desktop OS": "customfield_10052", "Summary": "summary"}
+
+
+@pytest.fixture
+def field_config() -> JiraFieldConfig:
+    """The Jira field settings at their defaults (``vdi.settings``), whatever this environment sets."""
+    return JiraFieldConfig.from_env({})

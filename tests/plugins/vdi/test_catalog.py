@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from vdi.catalog import DEFAULT_CATALOG_PATH, RequestRejected, load_catalog
-from vdi.request import JiraFieldConfig, parse_issue
+from vdi.request import parse_issue
 
 
 @pytest.fixture
@@ -11,8 +11,8 @@ def catalog():
 
 
 @pytest.fixture
-def request_(jira_issue, field_names):
-    return parse_issue(jira_issue, JiraFieldConfig(), field_names)
+def request_(jira_issue, field_names, field_config):
+    return parse_issue(jira_issue, field_config, field_names)
 
 
 def test_shipped_catalog_loads(catalog):
@@ -68,3 +68,14 @@ def test_catalog_with_a_misspelled_key_is_invalid(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ValueError, match="instance_typ"):
         load_catalog(path)
+
+
+def test_catalog_path_setting_chooses_the_file_and_the_shipped_one_is_the_default(tmp_path, monkeypatch):
+    data = yaml.safe_load(DEFAULT_CATALOG_PATH.read_text())
+    data["limits"]["desktops_per_user"] = 7
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("VDI_CATALOG_PATH", str(path))
+    assert load_catalog().limits.desktops_per_user == 7
+    monkeypatch.delenv("VDI_CATALOG_PATH")
+    assert load_catalog() == load_catalog(DEFAULT_CATALOG_PATH)

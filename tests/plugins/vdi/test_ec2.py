@@ -6,7 +6,7 @@ import pytest
 
 from vdi import ec2 as ec2_ops
 from vdi.catalog import DEFAULT_CATALOG_PATH, load_catalog
-from vdi.request import JiraFieldConfig, parse_issue
+from vdi.request import parse_issue
 
 
 @pytest.fixture
@@ -21,10 +21,10 @@ def ec2(moto_endpoint):
 
 
 @pytest.fixture
-def desktop_request(jira_issue, field_names):
+def desktop_request(jira_issue, field_names, field_config):
     # A ticket of its own per test: moto's server is shared by the session.
     jira_issue["key"] = f"VDI-{uuid.uuid4().int % 10**6 + 1}"
-    return parse_issue(jira_issue, JiraFieldConfig(), field_names)
+    return parse_issue(jira_issue, field_config, field_names)
 
 
 @pytest.fixture

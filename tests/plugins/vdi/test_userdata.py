@@ -16,7 +16,9 @@ import pytest
 
 from tests.include.ansible.powershell import syntax_errors
 from vdi.playbook_bundle import publish_playbook_bundle
-from vdi.userdata import BOOTSTRAP_TAG_KEY, MAX_USER_DATA_BYTES, allowed_settings, render_user_data
+from vdi.request import parse_issue
+from vdi.userdata import (BOOTSTRAP_TAG_KEY, MAX_USER_DATA_BYTES, allowed_settings, desktop_user_data,
+                          render_user_data)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 S3_URI = "s3://vdi-artifacts/vdi/playbooks/" + "ab" * 32 + ".tar.gz"
@@ -48,6 +50,22 @@ def test_linux_user_data_is_a_bash_script_and_windows_a_powershell_block():
     assert render("linux").startswith("#!/bin/bash\n")
     windows = render("windows")
     assert windows.startswith("<powershell>\n") and windows.rstrip().endswith("</powershell>")
+
+
+def test_a_requests_user_data_embeds_the_playbook_without_a_bucket_and_fetches_it_from_one(
+        jira_issue, field_config, field_names, moto_endpoint):
+    request = parse_issue(jira_issue, field_config, field_names)
+    embedded = desktop_user_data(request, "linux", broker_address="broker.studio.internal", region="us-east-1")
+    variables = embedded_vars(embedded)
+    assert (variables["vdi_issue_key"], variables["vdi_request_id"], variables["vdi_bundle"]) == (
+        "VDI-12", str(request.request_id), "standard")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="vdi-compose-test")
+    fetched = desktop_user_data(request, "linux", broker_address="broker.studio.internal", region="us-east-1",
+                                playbook_bucket="vdi-compose-test", s3_client=s3)
+    published = [o["Key"] for o in s3.list_objects_v2(Bucket="vdi-compose-test")["Contents"]]
+    assert len(published) == 1 and published[0] in fetched and published[0] not in embedded
+    assert len(fetched) < len(embedded)
 
 
 @pytest.mark.parametrize("os_family", ["linux", "windows"])

@@ -208,6 +208,15 @@ def test_basic_auth_with_api_token_and_bearer_pat_authenticate_others_get_401(ji
     assert requests.get(f"{jira.url}/rest/api/2/serverInfo", timeout=5).json()["deploymentType"] == "Cloud"
 
 
+def test_only_api_versions_2_and_3_exist_and_anonymous_calls_get_401_before_the_version_is_looked_at(jira):
+    for path in ("myself", "serverInfo", "issue/VDI-1/properties/x"):
+        unknown = requests.get(f"{jira.url}/rest/api/4/{path}", auth=(API_USER, API_TOKEN), timeout=5)
+        assert unknown.status_code == 404
+        assert unknown.json()["errorMessages"] == ["The requested API version is not available."]
+    assert requests.get(f"{jira.url}/rest/api/4/myself", timeout=5).status_code == 401
+    assert requests.get(f"{jira.url}/rest/webhooks/1.0/webhook", auth=(API_USER, API_TOKEN), timeout=5).ok
+
+
 def test_malformed_requests_get_jira_error_bodies_never_a_stack_trace(jira):
     key = jira.create_request()
     with jira.spec.sending_bad_requests():

@@ -1,3 +1,4 @@
+import json
 import stat
 
 import pytest
@@ -60,3 +61,30 @@ def test_runtime_env_uses_postgres_not_sqlite_and_sizes_parallelism(environ):
     assert int(env["AIRFLOW__CORE__PARALLELISM"]) <= 8
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"]
+
+
+def test_runtime_env_injects_no_import_path_and_enables_connection_tests(environ):
+    env = StackSettings.from_environment(environ).runtime_env()
+    assert "PYTHONPATH" not in env
+    assert env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+
+
+def test_the_leostream_connection_names_the_seeded_aws_center_and_the_auth_server(environ):
+    from sandbox.seed import CENTER_NAME
+    from vdi.provider import DEFAULT_AUTH_SERVER
+
+    connection = json.loads(StackSettings.from_environment(environ).runtime_env()["AIRFLOW_CONN_LEOSTREAM_DEFAULT"])
+    assert connection["conn_type"] == "leostream"
+    assert connection["extra"] == {"center_name": CENTER_NAME, "auth_server": DEFAULT_AUTH_SERVER}
+
+
+def test_the_vdi_db_connection_keeps_the_database_urls_parameters(environ, monkeypatch):
+    from psycopg.conninfo import conninfo_to_dict
+
+    from vdi.store.db import database_url
+
+    url = "postgresql://app:s%40cret@db.studio.example:6432/vdi?sslmode=verify-full&application_name=vdi"
+    settings = StackSettings.from_environment({**environ, "VDI_DATABASE_URL": url})
+    monkeypatch.delenv("VDI_DATABASE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_VDI_DB", settings.runtime_env()["AIRFLOW_CONN_VDI_DB"])
+    assert conninfo_to_dict(database_url()) == conninfo_to_dict(url)

@@ -1,0 +1,36 @@
+"""The steps of ``vdi_provision``, in order: the DAG's task ids, the event log's step names and the titles the
+ticket's comments use. Cheap at DAG parse."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Step(StrEnum):
+    VALIDATE = "validate"
+    DEDUPE = "dedupe"
+    PERSIST = "persist"
+    JIRA_IN_PROGRESS = "jira_in_progress"
+    LAUNCH_INSTANCE = "launch_instance"
+    WAIT_INSTANCE_RUNNING = "wait_instance_running"
+    REGISTER_DESKTOP = "register_desktop"
+    WAIT_DESKTOP_IN_POOL = "wait_desktop_in_pool"
+    JIRA_READY = "jira_ready"
+
+    @property
+    def title(self) -> str:
+        """What the step is doing, as a requester reads it ("Provisioning stopped while <title>")."""
+        return _TITLES[self]
+
+
+_TITLES = {
+    Step.VALIDATE: "reading the ticket",
+    Step.DEDUPE: "checking for an existing desktop",
+    Step.PERSIST: "recording the request",
+    Step.JIRA_IN_PROGRESS: "updating the ticket",
+    Step.LAUNCH_INSTANCE: "launching the EC2 instance",
+    Step.WAIT_INSTANCE_RUNNING: "waiting for the instance to pass its status checks",
+    Step.REGISTER_DESKTOP: "registering the desktop with Leostream",
+    Step.WAIT_DESKTOP_IN_POOL: "waiting for Leostream to discover the desktop",
+    Step.JIRA_READY: "handing the desktop over on the ticket",
+}

@@ -1,0 +1,15 @@
+from datetime import timedelta
+
+from vdi.dag_defaults import sensor_settings, task_defaults
+from vdi.settings import load
+
+
+def test_task_retries_and_their_first_delay_come_from_the_settings_and_back_off_to_ten_minutes():
+    defaults = task_defaults(load({"VDI_TASK_RETRIES": "5", "VDI_RETRY_DELAY_S": "7"}))
+    assert (defaults["retries"], defaults["retry_delay"]) == (5, timedelta(seconds=7))
+    assert defaults["retry_exponential_backoff"] and defaults["max_retry_delay"] == timedelta(minutes=10)
+
+
+def test_sensors_reschedule_with_the_settings_timing():
+    assert sensor_settings(load({"VDI_POKE_INTERVAL_S": "3", "VDI_WAIT_TIMEOUT_S": "60"})) == {
+        "mode": "reschedule", "poke_interval": 3.0, "timeout": 60.0}
