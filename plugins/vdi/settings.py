@@ -46,6 +46,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("poke_interval_s", "VDI_POKE_INTERVAL_S", "30", "Seconds between two checks of a waiting step", float),
     Setting("wait_timeout_s", "VDI_WAIT_TIMEOUT_S", "2700",
             "Seconds a waiting step waits before it fails", float),
+    Setting("bootstrap_timeout_s", "VDI_BOOTSTRAP_TIMEOUT_S", "1800",
+            "Seconds from launch for the desktop's first boot to report done before the request fails", float),
+    Setting("task_timeout_s", "VDI_TASK_TIMEOUT_S", "600",
+            "Execution timeout of each task that calls out (a waiting step's own wait is bounded apart)", float),
+    Setting("retry_after_max_s", "VDI_RETRY_AFTER_MAX_S", "60",
+            "Longest Retry-After honoured within one call; a longer one fails the attempt and Airflow retries", float),
+    Setting("lock_timeout_s", "VDI_LOCK_TIMEOUT_S", "30",
+            "Seconds a step waits for a ticket's lock or a database statement before it fails", float),
+    Setting("login_source", "VDI_LOGIN_SOURCE", "field",
+            "Where a user's Leostream login comes from when Jira hides their email: `field`, `property`, `file` "
+            "or `none` (the request fails with a comment)"),
+    Setting("jira_login_field", "VDI_JIRA_LOGIN_FIELD", "Desktop login",
+            "Jira field (id or name) holding the Leostream login, for `VDI_LOGIN_SOURCE=field`"),
+    Setting("jira_login_property", "VDI_JIRA_LOGIN_PROPERTY", "vdi-desktop-login",
+            "Jira user property holding the Leostream login, for `VDI_LOGIN_SOURCE=property`"),
+    Setting("login_map_path", "VDI_LOGIN_MAP_PATH", None,
+            "YAML or JSON file mapping Jira accountId to Leostream login, for `VDI_LOGIN_SOURCE=file`"),
 )
 
 
@@ -64,6 +81,14 @@ class VdiSettings:
     retry_delay_s: float
     poke_interval_s: float
     wait_timeout_s: float
+    bootstrap_timeout_s: float
+    task_timeout_s: float
+    retry_after_max_s: float
+    lock_timeout_s: float
+    login_source: str
+    jira_login_field: str
+    jira_login_property: str
+    login_map_path: str | None
 
 
 def load(environ: Mapping[str, str] | None = None) -> VdiSettings:
