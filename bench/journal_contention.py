@@ -19,10 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "plugins")]
-
-from bench import in_threads  # noqa: E402
+from bench import in_threads
 
 LINE = {"delivery_id": "ed632f10-f500-4581-b791-4ce9044c42e7", "issue": "VDI-980745", "event": "jira:issue_created",
         "outcome": "accepted", "status": 202, "ms": 3.1, "id_from_body": False, "retry": None}

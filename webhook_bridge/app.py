@@ -1,4 +1,7 @@
-"""The app factory: ``create_app(config=None)`` wires settings, the database pool, Airflow and the dispatcher."""
+"""The app factory: ``create_app(config=None)`` wires settings, the database pool, the recorder and the metrics.
+
+The app records deliveries and answers; triggering Airflow is the relay's (``python -m webhook_bridge.relay``).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +19,9 @@ from vdi.store import deliveries
 from vdi.store.db import database_url
 from webhook_bridge import settings
 from webhook_bridge.airflow_client import AirflowClient
-from webhook_bridge.dispatcher import Dispatcher
 from webhook_bridge.events import Router
 from webhook_bridge.journal import DeliveryJournal
-from webhook_bridge.metrics import BridgeMetrics
+from webhook_bridge.metrics import BridgeMetrics, DatabaseReading
 from webhook_bridge.recorder import BatchRecorder
 from webhook_bridge.views import bp
 
@@ -38,7 +40,6 @@ class Bridge:
     metrics: BridgeMetrics
     journal: DeliveryJournal
     recorder: BatchRecorder
-    dispatcher: Dispatcher | None = None
 
     def database_ready(self) -> bool:
         try:
@@ -48,24 +49,27 @@ class Bridge:
         except Exception:
             return False
 
-    def backlog(self) -> tuple[int, float] | None:
+    def relay_alive(self) -> bool:
+        """Whether a relay has beaten recently (it has no port of its own: its beats are in the database)."""
+        reading = self.database_reading()
+        age = reading.relay.last_beat_age_s if reading else None
+        return age is not None and age < deliveries.RELAY_BEAT_STALE_S
+
+    def database_reading(self) -> DatabaseReading | None:
         try:
             with self.pool.connection(timeout=self.db_timeout_s) as conn:
-                reading = deliveries.backlog(conn)
-            return reading.pending, reading.oldest_pending_age_s
+                return DatabaseReading(deliveries.backlog(conn), deliveries.relay_report(conn))
         except Exception:
             return None
 
     def close(self) -> None:
-        """Stop the dispatcher threads and close the pool (tests; gunicorn workers just exit)."""
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
+        """Close the recorder, the journal and the pool (tests; gunicorn workers just exit)."""
         self.recorder.stop()
         self.journal.stop()
         self.pool.close()
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
     """INFO lines of ``webhook_bridge.*`` to stderr, unless logging is configured already (pytest, a host app)."""
     if log.handlers or logging.getLogger().handlers:
         return
@@ -75,13 +79,9 @@ def _log_to_stderr() -> None:
     log.setLevel(logging.INFO)
 
 
-def _no_commit_wait(conn: psycopg.Connection) -> None:
-    conn.execute("SET synchronous_commit = off")
-
-
 def create_app(config: Mapping | None = None) -> Flask:
     """A bridge app; ``config`` overrides the settings read from the environment (see ``settings``)."""
-    _log_to_stderr()
+    log_to_stderr()
     app = Flask(__name__)
     app.config.update(settings.from_environment())
     app.config.update(config or {})
@@ -91,27 +91,18 @@ def create_app(config: Mapping | None = None) -> Flask:
     router = Router.from_config(cfg["ROUTES"], cfg["PROJECTS"], cfg["ISSUE_TYPES"])
     url = database_url(cfg["DATABASE_URL"])
     connect_kwargs = {"autocommit": True, "connect_timeout": max(1, int(cfg["DB_TIMEOUT_S"]))}
-    # The pool serves the dispatcher and the health checks; the recorder keeps a connection of its own. The
-    # dispatcher's writes need not wait for the WAL flush: one lost in a crash is redone by the next sweep (a
-    # delivery triggered twice gets Airflow's 409, "already triggered"). A recorded delivery is always durable.
-    pool = ConnectionPool(url, min_size=1, max_size=max(2, cfg["DB_POOL_MAX"]), kwargs=connect_kwargs,
-                          configure=_no_commit_wait, open=False, name="webhook-bridge")
+    # The pool serves the health checks and the metrics; the recorder keeps a connection of its own.
+    pool = ConnectionPool(url, min_size=1, max_size=max(2, cfg["DB_POOL_MAX"]), kwargs=connect_kwargs, open=False,
+                          name="webhook-bridge")
     pool.open(wait=False)
     airflow = None
     if cfg["AIRFLOW_API_URL"]:
         airflow = AirflowClient(cfg["AIRFLOW_API_URL"], cfg["AIRFLOW_USERNAME"] or "", cfg["AIRFLOW_PASSWORD"] or "",
                                 timeout_s=cfg["AIRFLOW_TIMEOUT_S"])
-    metrics = BridgeMetrics(lambda: bridge.backlog())  # read at scrape time, once the bridge exists
+    metrics = BridgeMetrics(lambda: bridge.database_reading())  # read at scrape time, once the bridge exists
     bridge = Bridge(list(cfg["WEBHOOK_SECRETS"]), router, pool, cfg["DB_TIMEOUT_S"], airflow, metrics,
                     DeliveryJournal(metrics),
                     BatchRecorder(functools.partial(psycopg.connect, url, **connect_kwargs), cfg["DB_TIMEOUT_S"]))
-    if airflow is not None:
-        bridge.dispatcher = Dispatcher(pool, airflow, bridge.journal, threads=cfg["DISPATCHER_THREADS"],
-                                       sweep_interval_s=cfg["SWEEP_INTERVAL_S"], retry_base_s=cfg["RETRY_BASE_S"],
-                                       retry_max_s=cfg["RETRY_MAX_S"])
-        bridge.dispatcher.start()
-    else:
-        log.error("AIRFLOW_API_URL is not set: deliveries are recorded but not dispatched by this process")
     atexit.register(bridge.close)
     app.extensions["webhook_bridge"] = bridge
     app.register_blueprint(bp)

@@ -1,27 +1,23 @@
 """gunicorn settings for the bridge: ``gunicorn -c webhook_bridge/gunicorn.conf.py`` (bind with ``--bind``
-or ``BRIDGE_BIND``). Workers load the app after the fork, so each runs its own pool and dispatcher threads.
+or ``BRIDGE_BIND``). Workers load the app after the fork, so each has its own pool and recorder connection. They
+record and answer only: the relay (``python -m webhook_bridge.relay``) triggers Airflow, in a process of its own.
 
-Workers are gevent's: the bridge waits on sockets (PostgreSQL, Airflow, Jira's connections) and computes
-little, and greenlets wait without the GIL hand-offs that threads pay on every wake-up (with 2 workers on this
-2-CPU machine, ~1,700-2,250 signed deliveries/s against ~1,400-1,700 with 2 gthread workers x 8 threads;
-bench/RESULTS.md). psycopg cooperates with gevent by itself (3.1.14 and later). ``BRIDGE_WORKER_CLASS=gthread``
-(with ``BRIDGE_THREADS``) goes back to threads.
+Workers are gevent's: the bridge waits on sockets (PostgreSQL, Jira's connections) and computes little, and
+greenlets wait without the GIL hand-offs that threads pay on every wake-up (more signed deliveries per second
+than gthread workers, for less CPU each: bench/RESULTS.md). psycopg cooperates with gevent by itself (3.1.14 and
+later). ``BRIDGE_WORKER_CLASS=gthread`` (with ``BRIDGE_THREADS``) goes back to threads.
 
-One worker by default: a gevent worker uses one CPU, and where PostgreSQL (and, locally, Airflow) share the
-machine a second worker mostly competes with them. Measured here, two workers answered about as many signed
-deliveries per second as one (~1,700-2,250 against ~1,810-2,065) for ~25 % more CPU each (smaller batches:
-one INSERT in flight per process). Give ``BRIDGE_WORKERS`` one per CPU the bridge has to itself.
+One worker by default: a gevent worker uses one CPU, and where PostgreSQL (and, locally, Airflow and the relay)
+share the machine a second worker mostly competes with them: two answered about as many signed deliveries as
+one, for more CPU each (smaller batches: one INSERT in flight per process). Give ``BRIDGE_WORKERS`` one per CPU
+the bridge has to itself.
 """
 
 import os
 import shutil
 import tempfile
-from pathlib import Path
-
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 
 wsgi_app = "webhook_bridge:create_app()"
-pythonpath = f"{_REPO_ROOT},{_REPO_ROOT / 'plugins'}"
 bind = os.environ.get("BRIDGE_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("BRIDGE_WORKERS", "1"))
 worker_class = os.environ.get("BRIDGE_WORKER_CLASS", "gevent")

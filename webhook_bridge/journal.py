@@ -1,12 +1,12 @@
-"""The log lines and Prometheus samples of answered deliveries and of triggers, written off the request path.
+"""The log lines and Prometheus samples of answered deliveries, written off the request path.
 
-A request (or a dispatcher thread) appends one entry to a deque (atomic under the GIL: no lock, no wake-up); a
-journal thread turns the entries into the log lines and the samples every ``interval_s``. The work is the same,
-but done by one thread: with 8 threads each taking the logging handler's lock (and releasing the GIL in its
-write) and prometheus_client's value lock, a log line costs ~48 µs and the samples ~17 µs of CPU, against
-~12-16 and ~4 µs from a single thread (``bench/journal_contention.py``). Under gevent workers there is no such
-contention, and the journal only takes the writes out of the time to answer. A line reaches the log at most
-``interval_s`` late; ``flush`` writes everything queued (``/metrics`` calls it first, and ``stop`` at exit).
+A request appends one entry to a deque (atomic under the GIL: no lock, no wake-up); a journal thread turns the
+entries into the log lines and the samples every ``interval_s``. The work is the same, but done by one thread:
+request threads that each take the logging handler's lock (and release the GIL in its write) and
+prometheus_client's value lock pay more CPU per line and per sample than a single thread does
+(``bench.journal_contention``). Under gevent workers there is no such contention, and the journal only takes the
+writes out of the time to answer. A line reaches the log at most ``interval_s`` late; ``flush`` writes everything
+queued (``/metrics`` calls it first, and ``stop`` at exit).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections import deque
 from webhook_bridge.metrics import BridgeMetrics
 
 delivery_log = logging.getLogger("webhook_bridge.delivery")
-dispatch_log = logging.getLogger("webhook_bridge.dispatch")
 
 
 class DeliveryJournal:
@@ -34,27 +33,18 @@ class DeliveryJournal:
 
     def answered(self, outcome: str, ack_seconds: float, line: dict) -> None:
         """One answered delivery: its outcome, how long the answer took, and its log line's fields."""
-        self._entries.append((self._write_answered, outcome, ack_seconds, line))
-
-    def triggered(self, outcome: str, line: str) -> None:
-        """One trigger attempt by the dispatcher: its outcome and its log line."""
-        self._entries.append((self._write_triggered, outcome, line))
+        self._entries.append((outcome, ack_seconds, line))
 
     def flush(self) -> None:
         """Write every entry queued so far (in order)."""
         with self._flushing:
             while self._entries:
-                write, *entry = self._entries.popleft()
-                write(*entry)
+                self._write_answered(*self._entries.popleft())
 
     def _write_answered(self, outcome: str, ack_seconds: float, line: dict) -> None:
         self._metrics.delivery(outcome)
         self._metrics.ack_seconds.observe(ack_seconds)
         delivery_log.info(json.dumps(line))
-
-    def _write_triggered(self, outcome: str, line: str) -> None:
-        self._metrics.triggers.labels(outcome).inc()
-        dispatch_log.info(line)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -1,7 +1,8 @@
 """Records deliveries in PostgreSQL, sharing one commit among the requests that arrive together.
 
-Nothing is answered before its row is committed. One INSERT runs at a time per process, on the recorder's own
-connection, written by a request thread (the leader); there is no writer thread. Requests that arrive while the
+Nothing is answered before its row is committed; the commit notifies the relay (``deliveries.record_many``). One
+INSERT runs at a time per process, on the recorder's own connection, written by a request thread (the leader);
+there is no writer thread. Requests that arrive while the
 leader writes queue up and block on their own lock. When the leader's batch is committed it wakes every request
 in it and hands the writer slot to the oldest request still queued, which writes everything queued by then in one
 INSERT (one round trip, one WAL flush for the batch) and so on. Each waiting request is woken once: because its
@@ -119,7 +120,7 @@ class BatchRecorder:
         """One INSERT for the batch; a connection that broke while idle gets one retry on a new one.
 
         Should a commit succeed but its answer be lost, the retry finds the rows and calls them duplicates:
-        Jira still gets a 200, and the dispatcher's sweep triggers them (no wake-up is lost for good).
+        Jira still gets a 200, and the relay triggers them (the lost commit notified it; its sweep would find them).
         """
         rows = [pending.delivery for pending in batch]
         for attempt in (1, 2):

@@ -1,26 +1,25 @@
-"""The bridge's settings: Flask config keys, each read from an environment variable unless given.
+"""The settings of the bridge and its relay: Flask config keys, each read from an environment variable unless given.
 
 | key | environment variable | default |
 |---|---|---|
 | ``WEBHOOK_SECRETS`` | ``JIRA_WEBHOOK_SECRET`` (current) + ``JIRA_WEBHOOK_PREVIOUS_SECRETS`` (one per line) | none: refuse all |
 | ``DATABASE_URL`` | ``VDI_DATABASE_URL`` | required |
-| ``AIRFLOW_API_URL`` / ``AIRFLOW_USERNAME`` / ``AIRFLOW_PASSWORD`` | same names | |
+| ``AIRFLOW_API_URL`` / ``AIRFLOW_USERNAME`` / ``AIRFLOW_PASSWORD`` | same names | (the relay requires the URL) |
 | ``MAX_CONTENT_LENGTH`` | ``BRIDGE_MAX_BODY_BYTES`` | 1 MiB |
 | ``REPLAY_WINDOW_S`` | ``BRIDGE_REPLAY_WINDOW_S`` | 86400 (Jira retries for ~75 min; late deliveries up to ~30 min more) |
 | ``CLOCK_SKEW_S`` | ``BRIDGE_CLOCK_SKEW_S`` | 300 (how far in the future a timestamp may be) |
 | ``ROUTES`` | ``BRIDGE_ROUTES`` (JSON list) | ``jira:issue_created``, ``jira:issue_updated`` → ``vdi_provision`` |
 | ``PROJECTS`` / ``ISSUE_TYPES`` | ``BRIDGE_PROJECTS`` / ``BRIDGE_ISSUE_TYPES`` (comma-separated) | any |
-| ``DISPATCHER_THREADS`` | ``BRIDGE_DISPATCHER_THREADS`` | 2 (0: no dispatcher in this process; see below) |
-| ``SWEEP_INTERVAL_S`` | ``BRIDGE_SWEEP_INTERVAL_S`` | 5 |
+| ``RELAY_THREADS`` | ``BRIDGE_RELAY_THREADS`` | 2 (triggers in flight at once, per relay process; see below) |
+| ``SWEEP_INTERVAL_S`` | ``BRIDGE_SWEEP_INTERVAL_S`` | 5 (how often the relay looks for due deliveries unprompted) |
 | ``RETRY_BASE_S`` / ``RETRY_MAX_S`` | ``BRIDGE_RETRY_BASE_S`` / ``BRIDGE_RETRY_MAX_S`` | 2 / 60 (a pending delivery is retried at least every minute) |
 | ``AIRFLOW_TIMEOUT_S`` | ``BRIDGE_AIRFLOW_TIMEOUT_S`` | 5 |
-| ``DB_POOL_MAX`` | ``BRIDGE_DB_POOL_MAX`` | 4 (per process: dispatcher threads and health checks; the recorder has its own) |
+| ``DB_POOL_MAX`` | ``BRIDGE_DB_POOL_MAX`` | 4 (per process: relay threads, health checks; not the recorder's) |
 | ``DB_TIMEOUT_S`` | ``BRIDGE_DB_TIMEOUT_S`` | 3 (then 503) |
 
-Two dispatcher threads per process (with gunicorn's one worker, two triggers in flight): Airflow's API server
-creates runs one at a time (``bench/airflow_trigger_rate.py`` on the local stack: ~37-43 runs/s one at a time,
-~40-50 with 2, 4 or 8 at once, the latency growing as ~20-25 ms x concurrency), so two in flight reach its rate
-and more only add latency. With several bridge processes, keep their threads to about two in all.
+Two relay threads: Airflow's API server creates runs one at a time (``bench.airflow_trigger_rate``), so two
+triggers in flight reach its rate and more only add latency. With several relay processes, keep their threads to
+about two in all.
 """
 
 from __future__ import annotations
@@ -30,9 +29,8 @@ import os
 from collections.abc import Mapping
 
 # Every created or updated issue goes to vdi_provision, which reads the issue fresh and decides (webhooks
-# arrive out of order, so the bridge does not judge by the payload's status). A removal route, e.g.
-# {"events": ["jira:issue_updated"], "statuses": ["Removal Requested"], "dag_id": "vdi_deprovision"},
-# goes first in BRIDGE_ROUTES: the first matching route wins.
+# arrive out of order, so the bridge does not judge by the payload's status). In BRIDGE_ROUTES the first matching
+# route wins.
 DEFAULT_ROUTES = [{"events": ["jira:issue_created", "jira:issue_updated"], "dag_id": "vdi_provision"}]
 
 
@@ -66,7 +64,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "ROUTES": json.loads(env["BRIDGE_ROUTES"]) if env.get("BRIDGE_ROUTES") else DEFAULT_ROUTES,
         "PROJECTS": _csv(env.get("BRIDGE_PROJECTS", "")),
         "ISSUE_TYPES": _csv(env.get("BRIDGE_ISSUE_TYPES", "")),
-        "DISPATCHER_THREADS": int(number("BRIDGE_DISPATCHER_THREADS", 2)),
+        "RELAY_THREADS": int(number("BRIDGE_RELAY_THREADS", 2)),
         "SWEEP_INTERVAL_S": number("BRIDGE_SWEEP_INTERVAL_S", 5),
         "RETRY_BASE_S": number("BRIDGE_RETRY_BASE_S", 2),
         "RETRY_MAX_S": number("BRIDGE_RETRY_MAX_S", 60),

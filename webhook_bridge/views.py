@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -20,17 +19,6 @@ bp = Blueprint("bridge", __name__)
 RETRY_HEADER = "X-Atlassian-Webhook-Retry"
 
 
-def _environ_key(header: str) -> str:
-    """Where WSGI puts a request header (any case on the wire): what ``request.headers.get`` reads, minus the
-    proxy and the case-insensitive mapping on every call."""
-    return "HTTP_" + header.upper().replace("-", "_")
-
-
-_SIGNATURE_KEY = _environ_key(signature.SIGNATURE_HEADER)
-_IDENTIFIER_KEY = _environ_key(events.IDENTIFIER_HEADER)
-_RETRY_KEY = _environ_key(RETRY_HEADER)
-
-
 @dataclass
 class Answer:
     """What the webhook endpoint answers, and what its log line says."""
@@ -42,69 +30,57 @@ class Answer:
     issue_key: str | None = None
     event: str | None = None
     id_from_body: bool = False
-    wake: bool = False
 
 
 def _refuse(http_status: int, outcome: str, error: str) -> Answer:
     return Answer(http_status, outcome, {"error": error})
 
 
-_JSON = "application/json"
-
-
 @bp.post("/webhooks/jira")
 def jira_webhook():
     started = time.perf_counter()
-    app = current_app._get_current_object()
-    req = request._get_current_object()
-    environ = req.environ
-    bridge = app.extensions["webhook_bridge"]
-    answer = _handle(bridge, app.config, req, environ)
-    # A small flat dict: json.dumps directly (Flask's jsonify adds a provider, sorting and a newline per call).
-    response = Response(json.dumps(answer.body, separators=(",", ":")), answer.http_status, mimetype=_JSON)
+    bridge = current_app.extensions["webhook_bridge"]
+    answer = _handle(bridge, current_app.config)
+    response = jsonify(answer.body)
+    response.status_code = answer.http_status
     elapsed = time.perf_counter() - started
     bridge.journal.answered(answer.outcome, elapsed, {
-        "delivery_id": answer.delivery_id or _unverified_id(environ),
+        "delivery_id": answer.delivery_id or _unverified_id(),
         "issue": answer.issue_key,
         "event": answer.event,
         "outcome": answer.outcome,
         "status": answer.http_status,
         "ms": round(elapsed * 1000, 2),
         "id_from_body": answer.id_from_body,
-        "retry": environ.get(_RETRY_KEY, "")[:8] or None,
+        "retry": request.headers.get(RETRY_HEADER, "")[:8] or None,
     })
-    if answer.wake and bridge.dispatcher is not None:
-        delivery_id = answer.delivery_id
-        response.call_on_close(lambda: bridge.dispatcher.wake(delivery_id))
     return response
 
 
-def _unverified_id(environ) -> str | None:
+def _unverified_id() -> str | None:
     """The identifier header of a refused request, shortened (it is logged, never stored)."""
-    value = environ.get(_IDENTIFIER_KEY)
+    value = request.headers.get(events.IDENTIFIER_HEADER)
     return value[:80] if value else None
 
 
-def _handle(bridge, config, req, environ) -> Answer:
+def _handle(bridge, config) -> Answer:
     limit = config["MAX_CONTENT_LENGTH"]
-    content_length = req.content_length
-    if content_length is not None and content_length > limit:
+    if request.content_length is not None and request.content_length > limit:
         return _refuse(413, "too_large", f"body larger than {limit} bytes")
-    # request.mimetype, without the full options parser: the media type before any parameter, lower case.
-    if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json":
+    if request.mimetype != "application/json":
         return _refuse(415, "unsupported_media_type", "Content-Type must be application/json")
     try:
-        body = req.get_data(cache=False)
+        body = request.get_data(cache=False)
     except RequestEntityTooLarge:
         return _refuse(413, "too_large", f"body larger than {limit} bytes")
     if not bridge.secrets:
         # Fail closed, but with a 5xx: Jira retries, so nothing is lost while the secret is being set.
         return _refuse(503, "no_secret", "no webhook secret is configured")
-    if not signature.verify(environ.get(_SIGNATURE_KEY), body, bridge.secrets):
+    if not signature.verify(request.headers.get(signature.SIGNATURE_HEADER), body, bridge.secrets):
         return _refuse(401, "unauthorized", "bad or missing X-Hub-Signature")
     try:
         payload, payload_json = events.parse(body)
-        delivery_id, id_from_body = events.delivery_id(environ.get(_IDENTIFIER_KEY), body)
+        delivery_id, id_from_body = events.delivery_id(request.headers.get(events.IDENTIFIER_HEADER), body)
     except events.Malformed as error:
         return _refuse(400, "malformed", str(error))
     facts = events.Facts.of(payload)
@@ -129,8 +105,8 @@ def _handle(bridge, config, req, environ) -> Answer:
     if not is_new:
         answer.http_status, answer.outcome = 200, "duplicate"
         answer.body = {"status": "duplicate", "delivery_id": delivery_id}
-    elif decision.dag_id:
-        answer.http_status, answer.outcome, answer.wake = 202, "accepted", True
+    elif routed:
+        answer.http_status, answer.outcome = 202, "accepted"
         answer.body = {"status": "accepted", "delivery_id": delivery_id, "dag_id": decision.dag_id}
     else:
         answer.http_status, answer.outcome = 200, "ignored"
@@ -150,6 +126,7 @@ def readyz():
         "webhook_secret": bool(bridge.secrets),
         "database": bridge.database_ready(),
         "airflow": bridge.airflow is not None and bridge.airflow.healthy(),
+        "relay": bridge.relay_alive(),
     }
     response = jsonify({"ready": all(checks.values()), "checks": checks})
     response.status_code = 200 if all(checks.values()) else 503

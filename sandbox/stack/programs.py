@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sandbox.stack import postgres
+from sandbox.stack.errors import StackError
 from sandbox.stack.settings import REPO_ROOT, StackSettings
 from sandbox.stack.supervisor import Program
 
@@ -35,23 +36,28 @@ def airflow_programs(settings: StackSettings) -> list[Program]:
             for name in AIRFLOW_COMPONENTS]
 
 
-def bridge_program(settings: StackSettings) -> Program:
-    """The webhook bridge under gunicorn, configured by the runtime environment (secret, database, Airflow)."""
-    return Program(
-        name="webhook-bridge",
-        command=[str(settings.bin_dir / "gunicorn"), "-c", str(REPO_ROOT / "webhook_bridge" / "gunicorn.conf.py"),
-                 "--bind", f"127.0.0.1:{settings.ports['bridge']}"],
-        health_url=f"{settings.stack_env()['BRIDGE_URL']}/healthz",
-        port_name="bridge",
-    )
+def bridge_programs(settings: StackSettings) -> list[Program]:
+    """The webhook bridge under gunicorn, then its relay, configured by the runtime environment (secret, database,
+    Airflow). The relay has no port: it is healthy once the bridge's ``/readyz`` (which reads the relay's beat
+    in the database, and checks the database and Airflow) says ready."""
+    bridge_url = settings.stack_env()["BRIDGE_URL"]
+    gunicorn_conf = REPO_ROOT / "webhook_bridge" / "gunicorn.conf.py"
+    return [
+        Program(name="webhook-bridge",
+                command=[str(settings.bin_dir / "gunicorn"), "-c", str(gunicorn_conf),
+                         "--bind", f"127.0.0.1:{settings.ports['bridge']}"],
+                health_url=f"{bridge_url}/healthz", port_name="bridge"),
+        Program(name="webhook-relay", command=[str(settings.python), "-m", "webhook_bridge.relay"],
+                health_url=f"{bridge_url}/readyz"),
+    ]
 
 
 def service_programs(settings: StackSettings) -> list[Program]:
-    """Programs started once Airflow is healthy (sandboxes, moto, the webhook bridge), in start order.
+    """Programs started once Airflow is healthy (sandboxes, moto, the webhook bridge and its relay), in start order.
 
-    Each one listens on ``settings.ports[<its port name>]`` and names a ``health_url``.
+    Each one names a ``health_url``; those with a ``port_name`` listen on ``settings.ports[<port name>]``.
     """
-    return [*sandbox_programs(settings), bridge_program(settings)]
+    return [*sandbox_programs(settings), *bridge_programs(settings)]
 
 
 def sandbox_programs(settings: StackSettings) -> list[Program]:
@@ -90,7 +96,7 @@ def run_demo(settings: StackSettings) -> None:
         raise DemoNotReady("the demo desktop did not become ready (see above); the stack is left running")
 
 
-class DemoNotReady(postgres.StackError):
+class DemoNotReady(StackError):
     """The stack is up but the demo request did not reach "ready"."""
 
 
@@ -103,7 +109,7 @@ def register_jira_webhook(settings: StackSettings) -> None:
         register_bridge_webhook(env["JIRA_URL"], env["JIRA_USER"], env["JIRA_TOKEN"], env["BRIDGE_URL"],
                                 env["JIRA_WEBHOOK_SECRET"])
     except RegistrationError as error:
-        raise postgres.StackError(f"registering the Jira webhook: {error}") from None
+        raise StackError(f"registering the Jira webhook: {error}") from None
 
 
 def all_programs(settings: StackSettings) -> list[Program]:

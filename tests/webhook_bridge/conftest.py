@@ -46,8 +46,8 @@ def unreachable_url() -> str:
 
 @pytest.fixture
 def fake_airflow():
-    """The two Airflow endpoints the bridge calls, over real HTTP (sandbox.airflow_stub)."""
-    from sandbox.airflow_stub import AirflowStub
+    """The Airflow endpoints the bridge and its relay call, over real HTTP (bench.airflow_stub)."""
+    from bench.airflow_stub import AirflowStub
 
     fake = AirflowStub("vdi", AIRFLOW_PASSWORD)
     yield fake
@@ -57,12 +57,11 @@ def fake_airflow():
 
 @pytest.fixture
 def bridge_config(app_database_url) -> dict:
-    """Settings for a test app: real database, no dispatcher threads (tests call the dispatcher directly)."""
+    """Settings for a test app (and relay): real database, no Airflow."""
     return {
         "DATABASE_URL": app_database_url,
         "WEBHOOK_SECRETS": [SECRET],
         "AIRFLOW_API_URL": None,
-        "DISPATCHER_THREADS": 0,
         "DB_TIMEOUT_S": 2,
     }
 
@@ -80,6 +79,24 @@ def make_app():
     yield make
     for app in apps:
         app.extensions["webhook_bridge"].close()
+
+
+@pytest.fixture
+def make_relay(app_database_url):
+    """Relays (``webhook_bridge.relay.create_relay``), stopped after the test (before its database goes); not
+    started unless the test does."""
+    from webhook_bridge.relay import create_relay
+
+    relays = []
+
+    def make(config: dict):
+        relay = create_relay(config)
+        relays.append(relay)
+        return relay
+
+    yield make
+    for relay in relays:
+        relay.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Property-based tests over headers and bodies, against a real PostgreSQL.
 
 While the database is up no input yields a 5xx, and nothing unsigned or wrongly signed is ever recorded
-(so nothing of it can be triggered: the dispatcher only reads recorded rows).
+(so nothing of it can be triggered: the relay only reads recorded rows).
 """
 
 import json

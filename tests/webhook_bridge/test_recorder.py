@@ -29,7 +29,7 @@ class CountingConnect:
         execute = conn.execute
 
         def counting_execute(query, params=None, **kwargs):
-            if str(query).startswith("INSERT INTO deliveries"):
+            if "INSERT INTO deliveries" in str(query):
                 counter.inserts += 1
             return execute(query, params, **kwargs)
 

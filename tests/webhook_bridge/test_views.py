@@ -1,4 +1,4 @@
-"""The webhook endpoint against a real PostgreSQL (no dispatcher threads: nothing reaches Airflow here)."""
+"""The webhook endpoint against a real PostgreSQL (no relay: nothing reaches Airflow here)."""
 
 import json
 import logging
@@ -160,7 +160,7 @@ def test_healthz_and_readyz(make_app, bridge_config):
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json["checks"] == {"webhook_secret": True, "database": True, "airflow": False}
+    assert ready.json["checks"] == {"webhook_secret": True, "database": True, "airflow": False, "relay": False}
 
 
 def test_metrics_count_outcomes_latency_and_backlog(client):

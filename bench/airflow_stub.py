@@ -1,6 +1,7 @@
-"""A stand-in for the two Airflow REST endpoints the webhook bridge calls (``POST /auth/token`` and
-``POST /api/v2/dags/{dag_id}/dagRuns``), over real HTTP. For unit tests of the bridge's client and for the
-benchmark, where a real Airflow would measure Airflow; end-to-end tests use the real one."""
+"""A stand-in for the Airflow REST endpoints the webhook bridge and its relay call (``POST /auth/token``,
+``POST /api/v2/dags/{dag_id}/dagRuns`` and the health endpoint), over real HTTP. A fixture of ``bench.bridge_ack``
+and of the bridge's tests (tests/webhook_bridge), where a real Airflow would measure or test Airflow; end-to-end
+tests use the real one."""
 
 from __future__ import annotations
 

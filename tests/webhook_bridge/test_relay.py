@@ -1,0 +1,148 @@
+"""The relay (``webhook_bridge.relay``) against a real PostgreSQL, with Airflow's stand-in over real HTTP or
+unreachable (connections refused). That Airflow really gets exactly one run per delivery is tested with a real
+Airflow in tests/e2e."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import psycopg
+
+from tests.conftest import REPO_ROOT, wait_until
+from tests.webhook_bridge.conftest import AIRFLOW_PASSWORD, jira_body, signed_headers, unreachable_url
+from webhook_bridge.relay import APPLICATION_NAME, retry_delay
+
+
+def rows(url):
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT delivery_id, status, attempts, last_error, next_attempt_at > now()"
+                            " FROM deliveries ORDER BY delivery_id").fetchall()
+
+
+def post(client, delivery_id: str, issue_number: int = 1) -> int:
+    body = jira_body(key=f"VDI-{issue_number}")
+    response = client.post("/webhooks/jira", data=body, headers=signed_headers(body, delivery_id))
+    response.close()
+    return response.status_code
+
+
+def airflow_config(fake_airflow) -> dict:
+    return {"AIRFLOW_API_URL": fake_airflow.url, "AIRFLOW_USERNAME": "vdi", "AIRFLOW_PASSWORD": AIRFLOW_PASSWORD}
+
+
+def test_retry_delay_is_jittered_exponential_and_capped():
+    for attempts in range(12):
+        ceiling = min(300, 2 * 2 ** attempts)
+        delays = [retry_delay(attempts, 2, 300) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert len({retry_delay(3, 2, 300) for _ in range(20)}) > 1
+    assert retry_delay(10_000, 2, 300) <= 300
+
+
+def test_airflow_down_leaves_deliveries_pending_with_backoff_and_the_retry_counted(make_app, make_relay,
+                                                                                   bridge_config, app_database_url):
+    client = make_app(bridge_config).test_client()
+    assert [post(client, delivery_id, n + 1) for n, delivery_id in enumerate(("d1", "d2"))] == [202, 202]
+    relay = make_relay({**bridge_config, "AIRFLOW_API_URL": unreachable_url(), "AIRFLOW_USERNAME": "vdi",
+                        "AIRFLOW_PASSWORD": "pw"})
+    assert relay.drain() == 1  # the first refusal ends the drain: Airflow is down
+    found = rows(app_database_url)
+    assert [row[1] for row in found] == ["pending", "pending"]
+    retried = [row for row in found if row[2] == 1]
+    assert len(retried) == 1 and retried[0][3] == "token: ConnectionError" and retried[0][4] is True
+    relay.stop()  # writes its counts
+    assert 'vdi_bridge_triggers_total{outcome="retry"} 1.0' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_every_due_delivery_is_triggered_once_in_batches(make_app, make_relay, bridge_config, app_database_url,
+                                                         fake_airflow):
+    client = make_app(bridge_config).test_client()
+    ids = [f"batch-{n:02}" for n in range(10)]
+    assert {post(client, delivery_id, n + 1) for n, delivery_id in enumerate(ids)} == {202}
+    relay = make_relay({**bridge_config, **airflow_config(fake_airflow)})
+    assert relay.dispatch() == ["created"] * 8  # one batch
+    assert relay.drain() == 2  # the two left
+    assert relay.drain() == 0
+    assert sorted(fake_airflow.runs) == [f"jira__{delivery_id}" for delivery_id in ids]
+    assert {(row[1], row[2]) for row in rows(app_database_url)} == {("dispatched", 1)}
+
+
+def test_a_recorded_delivery_wakes_the_relay_at_once(make_app, make_relay, bridge_config, fake_airflow):
+    client = make_app(bridge_config).test_client()
+    relay = make_relay({**bridge_config, **airflow_config(fake_airflow), "RELAY_THREADS": 1,
+                        "SWEEP_INTERVAL_S": 3600})
+    relay.start()
+    assert post(client, "first", 1) == 202
+    wait_until(lambda: "jira__first" in fake_airflow.runs, message="the first delivery triggered")
+    # The relay's first look (at start) is over: only the notification of the next commit can wake it.
+    assert post(client, "second", 2) == 202
+    wait_until(lambda: "jira__second" in fake_airflow.runs, message="the second delivery triggered")
+
+
+def test_a_delivery_nobody_notified_is_found_by_the_sweep(make_app, make_relay, bridge_config, app_database_url,
+                                                          fake_airflow):
+    client = make_app(bridge_config).test_client()
+    relay = make_relay({**bridge_config, **airflow_config(fake_airflow), "RELAY_THREADS": 1,
+                        "SWEEP_INTERVAL_S": 0.3})
+    relay.start()
+    assert post(client, "notified", 1) == 202
+    wait_until(lambda: "jira__notified" in fake_airflow.runs, message="the notified delivery triggered")
+    with psycopg.connect(app_database_url, autocommit=True) as conn:  # a plain INSERT sends no notification
+        conn.execute("INSERT INTO deliveries (delivery_id, event, payload, dag_id, dag_run_id)"
+                     " VALUES ('silent', 'jira:issue_created', '{}', 'vdi_provision', 'jira__silent')")
+    wait_until(lambda: "jira__silent" in fake_airflow.runs, timeout_s=5, message="the silent delivery triggered")
+
+
+def test_the_relay_listens_and_triggers_again_after_its_connections_break(make_app, make_relay, bridge_config,
+                                                                         app_database_url, fake_airflow):
+    client = make_app(bridge_config).test_client()
+    relay = make_relay({**bridge_config, **airflow_config(fake_airflow), "RELAY_THREADS": 1,
+                        "SWEEP_INTERVAL_S": 3600})
+    relay.start()
+    app = client.application.extensions["webhook_bridge"]
+    wait_until(app.relay_alive, message="the relay's first beat")
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        killed = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE datname = current_database() AND application_name = %s",
+                              (APPLICATION_NAME,)).fetchall()
+    assert len(killed) >= 2 and all(done for (done,) in killed)  # the listening one and the pool's
+    assert post(client, "after-the-break", 1) == 202
+    wait_until(lambda: "jira__after-the-break" in fake_airflow.runs, message="the delivery triggered")
+
+
+def test_the_relay_process_triggers_and_the_ack_does_not_wait_for_airflow(make_app, bridge_config,
+                                                                          app_database_url, fake_airflow):
+    fake_airflow.gate.clear()  # Airflow holds every trigger unanswered until the gate opens
+    client = make_app({**bridge_config, **airflow_config(fake_airflow)}).test_client()
+    env = {**os.environ, "VDI_DATABASE_URL": app_database_url, "AIRFLOW_API_URL": fake_airflow.url,
+           "AIRFLOW_USERNAME": "vdi", "AIRFLOW_PASSWORD": AIRFLOW_PASSWORD, "BRIDGE_SWEEP_INTERVAL_S": "3600"}
+    relay = subprocess.Popen([sys.executable, "-m", "webhook_bridge.relay"], cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: client.get("/readyz").status_code == 200, timeout_s=30,
+                   message="the bridge ready, the relay's beat included")
+        assert post(client, "held-1", 1) == 202
+        wait_until(lambda: fake_airflow.triggers_received == 1, message="the first trigger to reach Airflow")
+
+        assert post(client, "held-2", 2) == 202
+        assert fake_airflow.runs == {}, "the second ack came after Airflow answered the first trigger"
+
+        fake_airflow.gate.set()
+        wait_until(lambda: {row[1] for row in rows(app_database_url)} == {"dispatched"},
+                   message="both deliveries dispatched")
+        assert sorted(fake_airflow.runs) == ["jira__held-1", "jira__held-2"]
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        output, _ = relay.communicate(timeout=30)
+    assert relay.returncode == 0, output
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["checks"]["relay"] is False  # it said goodbye
+    assert 'vdi_bridge_triggers_total{outcome="created"} 2.0' in client.get("/metrics").get_data(as_text=True)
+    assert AIRFLOW_PASSWORD not in output
+
+
+def test_the_relays_writes_do_not_wait_for_the_wal_flush(make_relay, bridge_config, fake_airflow):
+    relay = make_relay({**bridge_config, **airflow_config(fake_airflow)})
+    with relay.pool.connection() as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
