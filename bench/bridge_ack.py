@@ -139,13 +139,16 @@ def wait_for(condition, deadline_s: float, what: str):
 
 
 def jira_body() -> bytes:
-    """A fresh ~1 KB ``jira:issue_created`` body."""
+    """A fresh ~1 KB approval: ``jira:issue_updated`` moving the issue to Approved (the default routes take it)."""
     return json.dumps({
-        "timestamp": int(time.time() * 1000), "webhookEvent": "jira:issue_created",
-        "issue_event_type_name": "issue_created", "user": {"accountId": "5b10a2844c20165700ede21g"},
+        "timestamp": int(time.time() * 1000), "webhookEvent": "jira:issue_updated",
+        "issue_event_type_name": "issue_generic", "user": {"accountId": "5b10a2844c20165700ede21g"},
         "issue": {"id": "10002", "key": f"VDI-{uuid.uuid4().int % 10**6 + 1}", "fields": {
-            "project": {"key": "VDI"}, "issuetype": {"name": "Desktop"}, "status": {"name": "Open"},
-            "summary": "Desktop for an artist", "description": "x" * 600}},
+            "project": {"key": "VDI"}, "issuetype": {"name": "Desktop"}, "status": {"name": "Approved"},
+            "summary": "Desktop for an artist", "description": "x" * 480}},
+        "changelog": {"id": "10100", "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status",
+                                                "from": "1", "fromString": "Open", "to": "10001",
+                                                "toString": "Approved"}]},
     }).encode()
 
 

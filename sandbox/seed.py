@@ -34,7 +34,8 @@ def seed_aws(endpoint_url: str, bucket: str, region: str = "us-east-1") -> None:
 
 
 def seed_broker(leostream_url: str, user: str, password: str, region: str = "us-east-1") -> int:
-    """The broker's AWS center (attached-role auth, as the broker's own instance role would); its id."""
+    """The broker's AWS center (attached-role auth, as the broker's own instance role would); its id. Its region
+    is also where the sandbox's first-boot stand-in looks for the desktops the product launches."""
     from vdi.leostream import LeostreamClient
 
     with LeostreamClient(leostream_url, user, password) as client:

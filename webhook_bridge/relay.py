@@ -174,7 +174,8 @@ class Relay:
                     break
                 started = time.monotonic()
                 try:
-                    result = self._airflow.trigger(claimed.dag_id, claimed.dag_run_id, run_conf(claimed))
+                    result = self._airflow.trigger(claimed.dag_id, claimed.dag_run_id, run_conf(claimed),
+                                                   note=claimed.note)
                 except AirflowUnavailable as error:
                     delay = retry_delay(claimed.attempts, self._retry_base_s, self._retry_max_s)
                     deliveries.mark_retry(conn, claimed.delivery_id, str(error), delay)

@@ -8,7 +8,7 @@
 | ``MAX_CONTENT_LENGTH`` | ``BRIDGE_MAX_BODY_BYTES`` | 1 MiB |
 | ``REPLAY_WINDOW_S`` | ``BRIDGE_REPLAY_WINDOW_S`` | 86400 (Jira retries for ~75 min; late deliveries up to ~30 min more) |
 | ``CLOCK_SKEW_S`` | ``BRIDGE_CLOCK_SKEW_S`` | 300 (how far in the future a timestamp may be) |
-| ``ROUTES`` | ``BRIDGE_ROUTES`` (JSON list) | ``jira:issue_created``, ``jira:issue_updated`` → ``vdi_provision`` |
+| ``ROUTES`` | ``BRIDGE_ROUTES`` (JSON list, see ``events.Route``) | a move into ``VDI_JIRA_TRIGGER_STATUS`` → ``vdi_provision`` |
 | ``PROJECTS`` / ``ISSUE_TYPES`` | ``BRIDGE_PROJECTS`` / ``BRIDGE_ISSUE_TYPES`` (comma-separated) | any |
 | ``RELAY_THREADS`` | ``BRIDGE_RELAY_THREADS`` | 2 (triggers in flight at once, per relay process; see below) |
 | ``SWEEP_INTERVAL_S`` | ``BRIDGE_SWEEP_INTERVAL_S`` | 5 (how often the relay looks for due deliveries unprompted) |
@@ -28,10 +28,30 @@ import json
 import os
 from collections.abc import Mapping
 
-# Every created or updated issue goes to vdi_provision, which reads the issue fresh and decides (webhooks
-# arrive out of order, so the bridge does not judge by the payload's status). In BRIDGE_ROUTES the first matching
-# route wins.
-DEFAULT_ROUTES = [{"events": ["jira:issue_created", "jira:issue_updated"], "dag_id": "vdi_provision"}]
+from vdi import settings as vdi_settings
+
+
+def default_routes(trigger_status: str) -> list[dict]:
+    """An issue moved into the DAG side's trigger status (or created in it) goes to vdi_provision, which reads the
+    issue fresh and decides. The DAG's own comments and transitions (In Progress, Ready, Failed) and people's edits
+    start no run: one approval is one run. The product and a person may use the same Jira account, so the account
+    is never what tells them apart."""
+    return [{"moved_to": [trigger_status], "dag_id": "vdi_provision"}]
+
+
+def _routes(env: Mapping[str, str]) -> list:
+    """``BRIDGE_ROUTES`` (the first matching route wins), or the default routes; each route is checked when the
+    bridge's router is built (``events.Router.from_config``)."""
+    raw = env.get("BRIDGE_ROUTES")
+    if not raw:
+        return default_routes(vdi_settings.load(env).jira_trigger_status)
+    try:
+        routes = json.loads(raw)
+    except ValueError as error:
+        raise ValueError(f"BRIDGE_ROUTES is not JSON: {error}") from None
+    if not isinstance(routes, list):
+        raise ValueError("BRIDGE_ROUTES is not a JSON list of routes")
+    return routes
 
 
 def _secrets(environ: Mapping[str, str]) -> list[str]:
@@ -61,7 +81,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
         "MAX_CONTENT_LENGTH": int(number("BRIDGE_MAX_BODY_BYTES", 1024 * 1024)),
         "REPLAY_WINDOW_S": number("BRIDGE_REPLAY_WINDOW_S", 86400),
         "CLOCK_SKEW_S": number("BRIDGE_CLOCK_SKEW_S", 300),
-        "ROUTES": json.loads(env["BRIDGE_ROUTES"]) if env.get("BRIDGE_ROUTES") else DEFAULT_ROUTES,
+        "ROUTES": _routes(env),
         "PROJECTS": _csv(env.get("BRIDGE_PROJECTS", "")),
         "ISSUE_TYPES": _csv(env.get("BRIDGE_ISSUE_TYPES", "")),
         "RELAY_THREADS": int(number("BRIDGE_RELAY_THREADS", 2)),

@@ -90,8 +90,8 @@ def _handle(bridge, config) -> Answer:
     delivery = deliveries.NewDelivery(
         delivery_id, id_from_body, facts.event, facts.issue_key, payload,
         DeliveryStatus.PENDING if routed else DeliveryStatus.IGNORED, reason=decision.reason,
-        dag_id=decision.dag_id, dag_run_id=events.dag_run_id(delivery_id) if routed else None,
-        payload_json=payload_json)
+        dag_id=decision.dag_id, dag_run_id=events.dag_run_id(facts.issue_key, delivery_id) if routed else None,
+        note=decision.note, payload_json=payload_json)
     answer = Answer(0, "", {}, delivery_id, facts.issue_key, facts.event[:100], id_from_body)
     try:
         is_new = bridge.recorder.record(delivery)

@@ -1,20 +1,28 @@
 """Registering a desktop with the Leostream broker for its user; every step looks up before it creates.
 
-The v1 API has no call that assigns a desktop to a user, nor one that updates a user. So each user gets a
-policy of their own (``vdi-user-<login>``, set when the user is created) and each desktop a pool that selects
-exactly its instance; assigning the pool to the user's policy offers the desktop when the user signs in.
+The v1 API has no call that assigns a desktop to a user, nor one that reads or updates a user. So each user
+gets a policy of their own (``vdi.identity.policy_name_for``, set when the user is created) and each desktop a
+pool that selects exactly its instance; assigning the pool to the user's policy offers the desktop when the
+user signs in.
+
+A user who exists already (409 ``EXISTS_ALREADY``) is offered the desktop only when they are known to hold
+their policy: the policy's notes carry the line ``vdi-studios holder: <login>``, which VDI Studios writes
+after it created the user with that policy, and the platform team writes after giving an existing user the
+policy. Anyone else is a ``LeostreamUserConflict``, never a silent "ready".
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 
 from vdi.catalog import Bundle
+from vdi.identity import login_key, policy_name_for
 from vdi.leostream import LeostreamClient
 from vdi.request import DesktopRequest
 
 ROOT_POOL_ID = 1  # "All Desktops"
+HOLDER_PREFIX = "vdi-studios holder: "
+NOTES_MAX = 4095  # Leostream's PolicyFull.notes
 
 
 @dataclass(frozen=True)
@@ -33,16 +41,36 @@ class Registration:
         return asdict(self)
 
 
-def policy_name_for(login: str) -> str:
-    return ("vdi-user-" + re.sub(r"[^A-Za-z0-9@._-]", "-", login))[:100]
-
-
 def pool_name_for(issue_key: str) -> str:
     return f"vdi-{issue_key}"
 
 
 def _by_name(items: list[dict], name: str) -> dict | None:
     return next((item for item in items if item.get("name") == name), None)
+
+
+class LeostreamUserConflict(RuntimeError):
+    """The user's Leostream account exists and is not known to hold their policy; the message is for them."""
+
+    def __init__(self, login: str, policy_name: str):
+        self.login = login
+        self.policy_name = policy_name
+        self.operator_detail = (f"Leostream user {login!r} exists and is not known to hold the policy "
+                                f"{policy_name!r} (VDI Studios did not create it, or did not see its creation "
+                                f"answered): give the user that policy, add the line '{holder_line(login)}' to "
+                                "the policy's notes, then retry the ticket")
+        super().__init__(f"Your Leostream account {login} already exists and was not made by VDI Studios, so "
+                         f"the desktop cannot be offered to it yet. The platform team must give that account "
+                         f"access to the Leostream policy {policy_name}; then use Retry on this ticket.")
+
+
+def holder_line(login: str) -> str:
+    """The policy notes' line saying that the Leostream user ``login`` holds the policy."""
+    return HOLDER_PREFIX + login_key(login)
+
+
+def holds_policy(policy: dict, login: str) -> bool:
+    return holder_line(login) in {line.strip().casefold() for line in str(policy.get("notes") or "").splitlines()}
 
 
 class CenterNotFound(LookupError):
@@ -94,25 +122,36 @@ def ensure_assignment(client: LeostreamClient, policy_id: int, pool_id: int, off
     })["id"])
 
 
-def ensure_user(client: LeostreamClient, request: DesktopRequest, policy_name: str) -> bool:
-    """Create the user with their policy; False when they exist already (their policy is not changed)."""
-    return client.create_user({
-        "user_login": request.user.login,
+def ensure_user(client: LeostreamClient, request: DesktopRequest, policy_id: int, policy_name: str) -> None:
+    """Create the user with their policy and say so in the policy's notes; a user who exists already must be
+    known to hold the policy (``LeostreamUserConflict`` otherwise)."""
+    login = request.user.login
+    created = client.create_user({
+        "user_login": login,
         "name": request.user.display_name[:100],
         "is_local": 0,
         "auth_server": client.auth_server,
         "policy_name": policy_name,
         "notes": f"Created by VDI Studios for {request.issue_key}",
     })
+    policy = client.policy(policy_id)
+    if holds_policy(policy, login):
+        return
+    if not created:
+        raise LeostreamUserConflict(login, policy_name)
+    line = holder_line(login)
+    notes = str(policy.get("notes") or "")[:NOTES_MAX - len(line) - 1]
+    client.update_policy(policy_id, {"name": policy["name"], "notes": f"{notes}\n{line}" if notes else line})
 
 
 def register_desktop(client: LeostreamClient, request: DesktopRequest, bundle: Bundle,
                      instance_name: str) -> Registration:
-    """Ensure the user's policy, the user, the desktop's pool and its assignment; then ask for a scan."""
+    """Ensure the user's policy, the user (``LeostreamUserConflict`` when theirs is not known to hold it), the
+    desktop's pool and its assignment; then ask for a scan."""
     notes = f"VDI Studios {request.issue_key}"
     policy_name = policy_name_for(request.user.login)
     policy_id = ensure_policy(client, policy_name, f"Desktops of {request.user.login} (VDI Studios)")
-    ensure_user(client, request, policy_name)
+    ensure_user(client, request, policy_id, policy_name)
     pool_name = pool_name_for(request.issue_key)
     pool_id = ensure_pool(client, pool_name, instance_name, notes)
     assignment_id = ensure_assignment(client, policy_id, pool_id, bundle.leostream.offer_quantity)

@@ -8,8 +8,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vdi.ec2 import DisposeAction
 from vdi.request import DesktopRequest
 from vdi.settings import load
+from vdi.userdata import installable_display_protocols
 
 DEFAULT_CATALOG_PATH = Path(__file__).resolve().parents[2] / "include" / "catalog.yaml"
 
@@ -28,7 +30,7 @@ class RootVolume(_Strict):
 
 
 class LeostreamSettings(_Strict):
-    display_protocol: str = "dcv"
+    display_protocol: str = "rdp"  # installed on the desktop by its bootstrap (vdi_display_protocol)
     offer_quantity: int = Field(default=1, ge=1)
 
 
@@ -42,11 +44,24 @@ class Bundle(_Strict):
     instance_profile: str | None = None
     root_volume: RootVolume
     leostream: LeostreamSettings = LeostreamSettings()
+    # What becomes of a failed request's instance: terminate it, stop it (its disk is kept), or keep it running
+    # for debugging.
+    on_failure: DisposeAction = "terminate"
 
     @model_validator(mode="after")
     def _default_os_has_images(self) -> "Bundle":
         if self.default_os not in self.images:
             raise ValueError(f"default_os {self.default_os!r} has no images")
+        return self
+
+    @model_validator(mode="after")
+    def _bootstrap_installs_the_display_protocol(self) -> "Bundle":
+        protocol = self.leostream.display_protocol
+        for os_family in sorted(self.images):
+            installable = installable_display_protocols(os_family)
+            if protocol not in installable:
+                raise ValueError(f"display_protocol {protocol!r} cannot be installed on {os_family} by the desktop "
+                                 f"bootstrap (it can: {', '.join(sorted(installable))}); see docs/bootstrap.md")
         return self
 
     def image_for(self, os_family: str, region: str) -> str:

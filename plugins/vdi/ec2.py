@@ -1,20 +1,55 @@
-"""EC2 launch for a desktop request: look up the request's tagged instance first, then launch once. The AWS
-clients come from the Airflow connection ``aws_default`` through the Amazon provider's hook."""
+"""EC2 for a desktop request: launch once per launch generation, start a stopped instance, read the bootstrap's
+outcome, dispose of a failed request's instance. The AWS clients come from the Airflow connection
+``aws_default`` through the Amazon provider's hook."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, get_args
 
-from vdi.catalog import Bundle
 from vdi.request import DesktopRequest
+
+if TYPE_CHECKING:
+    from vdi.catalog import Bundle
 
 AWS_CONN_ID = "aws_default"
 TAG_ISSUE = "vdi:issue"
 TAG_REQUEST = "vdi:request"
 TAG_USER = "vdi:user"
+# The bootstrap's completion signal and, on failure, its cause in plain words; written by the desktop itself
+# (include/ansible, the user data templates). The keys are the defaults of vdi_bootstrap_tag_key and
+# vdi_bootstrap_cause_tag_key in include/ansible/group_vars/all/vdi.yml.
+BOOTSTRAP_TAG_KEY = "vdi:bootstrap"
+BOOTSTRAP_CAUSE_TAG_KEY = "vdi:bootstrap-cause"
+BOOTSTRAP_RUNNING, BOOTSTRAP_DONE, BOOTSTRAP_FAILED = "running", "done", "failed"
 # An instance in one of these states is the request's desktop; terminated ones are history.
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
+# What becomes of a failed request's instance (the catalog's on_failure).
+DisposeAction = Literal["terminate", "stop", "keep"]
+# EC2 keeps tag values up to 256 characters; a cause is meant to be read in a Jira comment.
+_MAX_CAUSE = 200
+
+
+class ImageUnavailable(LookupError):
+    """The catalog names an image this account cannot launch in the region."""
+
+
+class InstanceStateError(RuntimeError):
+    """The instance is in a state the operation cannot work from; ``retry_later`` when waiting will help."""
+
+    def __init__(self, message: str, *, state: str | None, retry_later: bool):
+        super().__init__(message)
+        self.state = state
+        self.retry_later = retry_later
+
+
+class BootstrapOutcome(NamedTuple):
+    """The instance's ``vdi:bootstrap`` tag (``running``, ``done``, ``failed``; None before the bootstrap writes
+    one) and, when failed, its ``vdi:bootstrap-cause`` (None when it wrote none)."""
+
+    status: str | None
+    cause: str | None
 
 
 def aws_client(service: str, conn_id: str = AWS_CONN_ID):
@@ -29,14 +64,46 @@ def instance_name(issue_key: str) -> str:
     return f"vdi-{issue_key.lower()}"
 
 
-def client_token(request: DesktopRequest) -> str:
-    """RunInstances idempotency token: one launch per request, even when the call is retried."""
-    return f"vdi-{request.request_id}"
+def client_token(request: DesktopRequest, generation: int) -> str:
+    """RunInstances idempotency token: one launch per request and launch generation, even when the call is retried.
+
+    AWS remembers a token for at least 24 hours after its instance terminates (and answers
+    ``IdempotentParameterMismatch`` when the parameters changed), so a terminated or lost instance needs the next
+    generation. Generation 0 is the token of the first launch, ``vdi-<request id>``, as before generations existed.
+    """
+    if generation < 0:
+        raise ValueError(f"launch generation must be 0 or more, not {generation}")
+    base = f"vdi-{request.request_id}"
+    return base if generation == 0 else f"{base}-g{generation}"
 
 
-def run_instances_params(request: DesktopRequest, bundle: Bundle, os_family: str, region: str,
-                         user_data: str) -> dict[str, Any]:
-    """The boto3 ``run_instances`` arguments for the request's desktop."""
+def image_root_device(ec2, image_id: str) -> str:
+    """The image's root device name (``/dev/sda1``, ``/dev/xvda``, ...): the device the root volume is mapped to."""
+    from botocore.exceptions import ClientError
+
+    try:
+        images = ec2.describe_images(ImageIds=[image_id])["Images"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed"):
+            raise
+        images = []
+    if not images:
+        raise ImageUnavailable(f"image {image_id} does not exist or is not shared with this account: "
+                               f"check the catalog's images")
+    image = images[0]
+    if image.get("RootDeviceType", "ebs") != "ebs":
+        raise ImageUnavailable(f"image {image_id} is not EBS-backed: its root volume cannot be sized or encrypted")
+    return image["RootDeviceName"]
+
+
+def run_instances_params(request: DesktopRequest, bundle: Bundle, os_family: str, region: str, user_data: str,
+                         generation: int, *, ec2) -> dict[str, Any]:
+    """The boto3 ``run_instances`` arguments for the request's desktop in launch ``generation``.
+
+    The encrypted root volume is mapped to the image's own root device (read with ``ec2``), so it replaces the
+    image's root instead of adding a disk beside it. Raises ``ImageUnavailable`` for an image EC2 cannot launch.
+    """
+    image_id = bundle.image_for(os_family, region)
     tags = [
         {"Key": "Name", "Value": instance_name(request.issue_key)},
         {"Key": TAG_ISSUE, "Value": request.issue_key},
@@ -44,15 +111,15 @@ def run_instances_params(request: DesktopRequest, bundle: Bundle, os_family: str
         {"Key": TAG_USER, "Value": request.user.login},
     ]
     params: dict[str, Any] = {
-        "ImageId": bundle.image_for(os_family, region),
+        "ImageId": image_id,
         "InstanceType": bundle.instance_type,
         "MinCount": 1,
         "MaxCount": 1,
-        "ClientToken": client_token(request),
+        "ClientToken": client_token(request, generation),
         "UserData": user_data,
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled", "HttpPutResponseHopLimit": 1},
         "BlockDeviceMappings": [{
-            "DeviceName": "/dev/sda1",
+            "DeviceName": image_root_device(ec2, image_id),
             "Ebs": {"VolumeSize": bundle.root_volume.size_gb, "VolumeType": bundle.root_volume.type,
                     "Encrypted": True, "DeleteOnTermination": True},
         }],
@@ -79,12 +146,49 @@ def find_request_instance(ec2, request_id: str) -> dict[str, Any] | None:
 
 
 def launch_once(ec2, params: dict[str, Any], request_id) -> tuple[str, bool]:
-    """The request's instance id, launching it only when no instance is tagged with ``request_id``;
+    """The request's instance id, launching it only when no live instance is tagged with ``request_id``;
     (id, launched now)."""
     if existing := find_request_instance(ec2, request_id):
         return existing["InstanceId"], False
     reservation = ec2.run_instances(**params)
     return reservation["Instances"][0]["InstanceId"], True
+
+
+def instance_state(ec2, instance_id: str) -> str | None:
+    """The instance's state (``pending``, ``running``, ``stopping``, ``stopped``, ``shutting-down``,
+    ``terminated``), or None when EC2 does not know it: terminated long ago, or never launched in this account
+    and region. Right after a launch EC2 may not know it yet either (eventual consistency): ``launch_once`` finds
+    such an instance by its tags before it launches another."""
+    from botocore.exceptions import ClientError
+
+    try:
+        reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "InvalidInstanceID.NotFound":
+            return None
+        raise
+    instances = [i for r in reservations for i in r["Instances"]]
+    return instances[0]["State"]["Name"] if instances else None
+
+
+def ensure_running(ec2, instance_id: str) -> str:
+    """Start the instance when it is stopped, without waiting for it; leave it alone when pending or running.
+
+    Returns ``"started"``, or the state it was left in (``"pending"``, ``"running"``). Raises
+    ``InstanceStateError``: with ``retry_later`` while it is stopping; without it when it is shutting down,
+    terminated or unknown to EC2, which needs a new launch generation.
+    """
+    state = instance_state(ec2, instance_id)
+    if state in ("pending", "running"):
+        return state
+    if state == "stopping":
+        raise InstanceStateError(f"instance {instance_id} is stopping: retry once it has stopped, then it is "
+                                 f"started again", state=state, retry_later=True)
+    if state != "stopped":
+        raise InstanceStateError(f"instance {instance_id} is {state or 'unknown to EC2'}: it cannot be started, "
+                                 f"launch a new one", state=state, retry_later=False)
+    _change_state(ec2.start_instances, instance_id, state)
+    return "started"
 
 
 def instance_status(ec2, instance_id: str) -> dict[str, str]:
@@ -102,6 +206,67 @@ def instance_status(ec2, instance_id: str) -> dict[str, str]:
 
 def is_ready(status: dict[str, str]) -> bool:
     return status["state"] == "running" and status["instance_check"] == "ok" and status["system_check"] == "ok"
+
+
+def bootstrap_outcome(ec2, instance_id: str) -> BootstrapOutcome:
+    """What the desktop's bootstrap reported through its instance tags.
+
+    The cause is given only with ``failed``; it is cut to a short single line, since the desktop wrote it.
+    """
+    tags = ec2.describe_tags(Filters=[
+        {"Name": "resource-id", "Values": [instance_id]},
+        {"Name": "key", "Values": [BOOTSTRAP_TAG_KEY, BOOTSTRAP_CAUSE_TAG_KEY]},
+    ])["Tags"]
+    values = {tag["Key"]: tag["Value"] for tag in tags}
+    status = values.get(BOOTSTRAP_TAG_KEY)
+    cause = values.get(BOOTSTRAP_CAUSE_TAG_KEY) if status == BOOTSTRAP_FAILED else None
+    if cause is not None:
+        cause = re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f]", " ", cause)).strip()[:_MAX_CAUSE] or None
+    return BootstrapOutcome(status=status, cause=cause)
+
+
+def dispose_instance(ec2, instance_id: str, action: DisposeAction) -> str:
+    """Apply a failed request's ``action`` to its instance so it bills no compute; returns what it did.
+
+    ``terminate`` gives ``"terminated"``; ``stop`` gives ``"stopped"``; ``keep`` gives ``"kept"`` and calls
+    nothing. An instance already there gives ``"already terminated"``, ``"already terminating"``,
+    ``"already stopped"`` or ``"already stopping"``; one EC2 does not know gives ``"not found"``. Raises
+    ``InstanceStateError`` with ``retry_later`` when ``stop`` finds it pending (EC2 stops only a running one).
+    """
+    if action not in get_args(DisposeAction):
+        raise ValueError(f"action must be one of {', '.join(get_args(DisposeAction))}, not {action!r}")
+    if action == "keep":
+        return "kept"
+    state = instance_state(ec2, instance_id)
+    if state is None:
+        return "not found"
+    if state == "terminated":
+        return "already terminated"
+    if state == "shutting-down":
+        return "already terminating"
+    if action == "terminate":
+        _change_state(ec2.terminate_instances, instance_id, state)
+        return "terminated"
+    if state in ("stopped", "stopping"):
+        return f"already {state}"
+    if state == "pending":
+        raise InstanceStateError(f"instance {instance_id} is pending: it can be stopped once it runs",
+                                 state=state, retry_later=True)
+    _change_state(ec2.stop_instances, instance_id, state)
+    return "stopped"
+
+
+def _change_state(call, instance_id: str, state: str) -> None:
+    """Start, stop or terminate; EC2's refusal because the state moved meanwhile becomes a retry-later error."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call(InstanceIds=[instance_id])
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "IncorrectInstanceState":
+            raise
+        raise InstanceStateError(f"instance {instance_id} changed state (was {state}): retry",
+                                 state=state, retry_later=True) from None
 
 
 def decoded_user_data(ec2, instance_id: str) -> str:

@@ -4,6 +4,7 @@ once, transition once."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -53,6 +54,17 @@ class JiraTicket:
     def field_names(self) -> dict[str, str]:
         """Field display name → field id, for custom fields configured by name."""
         return {field["name"]: field["id"] for field in self.client.get_all_fields()}
+
+    def user_property(self, account_id: str, key: str) -> Any:
+        """The value of a Jira user property; None when the user has no such property."""
+        try:
+            found = self.client.get(f"{self.client.resource_url('user/properties')}/{quote(key, safe='')}",
+                                    params={"accountId": account_id})
+        except requests.HTTPError as error:
+            if error.response is not None and error.response.status_code == 404:
+                return None
+            raise
+        return (found or {}).get("value")
 
     def status(self, issue_key: str) -> str:
         return status_name(self.client.get_issue(issue_key, fields="status")["fields"]) or ""

@@ -127,8 +127,14 @@ class LeostreamClient:
     def policies(self) -> list[dict]:
         return self.request("GET", "/policies")
 
+    def policy(self, policy_id: int) -> dict:
+        return self.request("GET", f"/policies/{policy_id}")
+
     def create_policy(self, body: dict) -> dict:
         return self.request("POST", "/policies", json=body)["stored_data"]
+
+    def update_policy(self, policy_id: int, body: dict) -> dict:
+        return self.request("PUT", f"/policies/{policy_id}", json=body)["stored_data"]
 
     def pool_assignments(self, policy_id: int) -> list[dict]:
         return self.request("GET", f"/policies/{policy_id}/pool-assignments")

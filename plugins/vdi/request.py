@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vdi.identity import login_source
 from vdi.settings import load
 
 # Namespace of request ids: uuid5(namespace, issue key) gives one stable id per ticket.
@@ -35,29 +36,39 @@ class RequestInvalid(ValueError):
 @dataclass(frozen=True)
 class JiraFieldConfig:
     """Which Jira fields carry the request (each a field id such as ``customfield_10050``, or its name) and the
-    status in which a ticket is provisioned."""
+    status in which a ticket is provisioned. ``login_field`` holds the Leostream login of a user whose email
+    Jira hides (None unless ``VDI_LOGIN_SOURCE=field``)."""
 
     bundle_field: str
     user_field: str
     os_field: str
     trigger_status: str
+    login_field: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "JiraFieldConfig":
-        """From the ``VDI_JIRA_*`` settings (``vdi.settings``, which holds their defaults)."""
+        """From the ``VDI_JIRA_*`` and ``VDI_LOGIN_SOURCE`` settings (``vdi.settings``, which holds their
+        defaults)."""
         settings = load(environ)
         return cls(bundle_field=settings.jira_bundle_field, user_field=settings.jira_user_field,
-                   os_field=settings.jira_os_field, trigger_status=settings.jira_trigger_status)
+                   os_field=settings.jira_os_field, trigger_status=settings.jira_trigger_status,
+                   login_field=settings.jira_login_field if login_source(settings) == "field" else None)
 
 
 class DesktopUser(BaseModel):
-    """The person the desktop is for. ``login`` is their Leostream user login."""
+    """The person the desktop is for. ``login`` is their Leostream user login, in lower case: logins are one
+    user whatever their case (see ``vdi.identity``)."""
 
     model_config = ConfigDict(frozen=True)
 
     login: str = Field(min_length=1, max_length=64)
     display_name: str = Field(min_length=1)
     account_id: str | None = None
+
+    @field_validator("login", mode="before")
+    @classmethod
+    def _one_case(cls, login: Any) -> Any:
+        return login.strip().lower() if isinstance(login, str) else login
 
 
 class DesktopRequest(BaseModel):
@@ -110,23 +121,47 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _user(value: Any) -> DesktopUser | None:
-    """A Jira user (object or plain login string) as a desktop user; Cloud omits email, so fall back."""
+def _person(value: Any) -> dict | None:
+    """A Jira user object (the first of a list)."""
     if isinstance(value, list):
         value = value[0] if value else None
-    if isinstance(value, str) and value.strip():
-        return DesktopUser(login=value.strip(), display_name=value.strip())
-    if not isinstance(value, dict):
-        return None
-    login = value.get("emailAddress") or value.get("name") or value.get("accountId")
-    if not login:
-        return None
-    return DesktopUser(login=login, display_name=value.get("displayName") or login, account_id=value.get("accountId"))
+    return value if isinstance(value, dict) and (value.get("accountId") or value.get("emailAddress")
+                                                 or value.get("name")) else None
 
 
-def parse_issue(issue: dict[str, Any], config: JiraFieldConfig,
-                field_names: dict[str, str] | None = None) -> DesktopRequest:
-    """Validate a Jira issue into a ``DesktopRequest``; ``RequestInvalid`` names every missing field."""
+def _login(key: str, person: dict, fields: dict[str, Any], config: JiraFieldConfig, field_names: dict[str, str],
+           login_lookup: Callable[[str], str | None] | None) -> str:
+    """The person's Leostream login: their email when Jira shows it (Data Center: else their username); else
+    the ticket's login field or the lookup. Never their accountId."""
+    if shown := _text(person.get("emailAddress")) or _text(person.get("name")):
+        return shown
+    account_id = person.get("accountId")
+    found = None
+    if config.login_field:
+        found = _text(fields.get(_field_id(config.login_field, field_names)))
+    if not found and login_lookup and account_id:
+        found = _text(login_lookup(account_id))
+    name = _text(person.get("displayName")) or "the desktop's user"
+    if found and found.casefold() == str(account_id).casefold():
+        raise RequestInvalid(key, problems=[f"the Leostream login found for {name} is their Atlassian account id, "
+                                            "which nobody signs in with"])
+    if found:
+        return found
+    hints = []
+    if config.login_field:
+        hints.append(f"set their {config.login_field} on the ticket")
+    if login_lookup:
+        hints.append(getattr(login_lookup, "hint", "the platform team must map their Jira account to a login"))
+    if not hints:
+        hints.append("the platform team must tell VDI Studios where to find Leostream logins (VDI_LOGIN_SOURCE)")
+    raise RequestInvalid(key, problems=[f"Jira hides the email of {name}; " + ", or ".join(hints)])
+
+
+def parse_issue(issue: dict[str, Any], config: JiraFieldConfig, field_names: dict[str, str] | None = None,
+                login_lookup: Callable[[str], str | None] | None = None) -> DesktopRequest:
+    """Validate a Jira issue into a ``DesktopRequest``; ``RequestInvalid`` names every missing field, or the
+    login that cannot be found. ``login_lookup`` (``vdi.identity.login_lookup``) maps the accountId of a user
+    whose email Jira hides to their login."""
     field_names = field_names or {}
     key = issue.get("key") if isinstance(issue, dict) else None
     if not isinstance(key, str) or not re.match(ISSUE_KEY_PATTERN, key):
@@ -136,17 +171,18 @@ def parse_issue(issue: dict[str, Any], config: JiraFieldConfig,
         raise RequestInvalid(key, missing=["fields"])
 
     bundle = _text(fields.get(_field_id(config.bundle_field, field_names)))
-    user = _user(fields.get(_field_id(config.user_field, field_names))) or _user(fields.get("reporter"))
+    person = _person(fields.get(_field_id(config.user_field, field_names))) or _person(fields.get("reporter"))
     status = status_name(fields)
     project = fields.get("project") if isinstance(fields.get("project"), dict) else {}
     issue_type = fields.get("issuetype") if isinstance(fields.get("issuetype"), dict) else {}
     missing = [name for name, value in (
         (config.bundle_field, bundle),
-        (f"{config.user_field} (or reporter)", user),
+        (f"{config.user_field} (or reporter)", person),
         ("status", status),
     ) if value is None]
     if missing:
         raise RequestInvalid(key, missing=missing)
+    login = _login(key, person, fields, config, field_names, login_lookup)
     try:
         return DesktopRequest(
             issue_key=key,
@@ -156,7 +192,8 @@ def parse_issue(issue: dict[str, Any], config: JiraFieldConfig,
             summary=fields.get("summary") or "",
             bundle=bundle,
             os=_text(fields.get(_field_id(config.os_field, field_names))),
-            user=user,
+            user=DesktopUser(login=login, display_name=_text(person.get("displayName")) or login,
+                             account_id=person.get("accountId")),
         )
     except ValueError as error:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in getattr(error, "errors", lambda: [])()]

@@ -7,6 +7,8 @@ or ``templates/userdata/windows.ps1.j2`` (a ``<powershell>`` block that EC2Launc
 - logs everything to a known file (``/var/log/vdi-bootstrap.log``, ``C:\\ProgramData\\VDI\\bootstrap.log``);
 - reads the instance id through IMDSv2 and reports progress as the instance tag ``vdi:bootstrap``
   (``running``, then ``done`` or ``failed``), written with the instance role: the desktop's completion signal;
+  a failure also writes ``vdi:bootstrap-cause``, the step that failed in plain words (``vdi.ec2.bootstrap_outcome``
+  reads both);
 - fetches the playbook bundle (``vdi.playbook_bundle``) from S3 with the instance role, or unpacks it from
   the user data itself when no S3 URI is given, and checks its sha256 before using it;
 - runs ``include/ansible/desktop.yml`` (Linux, in a pinned ansible-core venv) or the Windows bootstrap
@@ -35,10 +37,6 @@ from vdi.request import BUNDLE_PATTERN, ISSUE_KEY_PATTERN, DesktopRequest
 
 MAX_USER_DATA_BYTES = 16 * 1024
 
-# The completion signal the desktop writes. The key is the default of vdi_bootstrap_tag_key in
-# include/ansible/group_vars/all/vdi.yml.
-BOOTSTRAP_TAG_KEY = "vdi:bootstrap"
-BOOTSTRAP_RUNNING, BOOTSTRAP_DONE, BOOTSTRAP_FAILED = "running", "done", "failed"
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "userdata"
 
 # The versions installed into the bootstrap venv on Linux: the ones this repo lints and tests with.
@@ -84,9 +82,10 @@ _S3_BUNDLE_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])
 _SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f]*$")
 
 
-def desktop_user_data(request: DesktopRequest, os_family: str, *, broker_address: str, region: str,
-                      playbook_bucket: str | None = None, s3_client=None) -> str:
-    """The request's first-boot user data. With ``playbook_bucket`` (``VDI_PLAYBOOK_BUCKET``) the playbook bundle
+def desktop_user_data(request: DesktopRequest, os_family: str, *, display_protocol: str, broker_address: str,
+                      region: str, playbook_bucket: str | None = None, s3_client=None) -> str:
+    """The request's first-boot user data. ``display_protocol`` is the bundle's (the catalog's
+    ``leostream.display_protocol``). With ``playbook_bucket`` (``VDI_PLAYBOOK_BUCKET``) the playbook bundle
     is published there (through ``s3_client``, default: from ``aws_default``) and fetched at boot; without
     one it is embedded."""
     playbook_uri = None
@@ -94,7 +93,8 @@ def desktop_user_data(request: DesktopRequest, os_family: str, *, broker_address
         playbook_uri = publish_playbook_bundle(s3_client or aws_client("s3"), playbook_bucket)
     return render_user_data(os_family=os_family, broker_address=broker_address, bundle=request.bundle,
                             issue_key=request.issue_key, request_id=str(request.request_id),
-                            playbook_s3_uri=playbook_uri, region=region)
+                            playbook_s3_uri=playbook_uri, region=region,
+                            settings={"vdi_display_protocol": display_protocol})
 
 
 def render_user_data(*, os_family: str, broker_address: str, bundle: str, issue_key: str, request_id: str,
@@ -114,7 +114,8 @@ def render_user_data(*, os_family: str, broker_address: str, bundle: str, issue_
       ``bootstrap_*`` settings. Secrets go in ``vdi_secrets`` as ``{name: Secrets Manager id}``.
 
     Returns the user data text (pass it as ``UserData``; boto3 base64-encodes it). Raises ``ValueError``
-    for a bad argument, an unknown setting, secret-looking material, or a result over 16 KB.
+    for a bad argument, an unknown setting, secret-looking material, a display protocol the bootstrap cannot
+    install on ``os_family`` with these settings, or a result over 16 KB.
     """
     if os_family not in BOOT_SETTINGS:
         raise ValueError(f"os_family must be 'linux' or 'windows', not {os_family!r}")
@@ -129,6 +130,11 @@ def render_user_data(*, os_family: str, broker_address: str, bundle: str, issue_
     settings = dict(settings or {})
     _check_settings(os_family, settings)
     boot = {key: settings.pop(key, default) for key, default in BOOT_SETTINGS[os_family].items()}
+    protocol = settings.get("vdi_display_protocol", _defaults(os_family)["vdi_display_protocol"])
+    installable = installable_display_protocols(os_family, settings)
+    if protocol not in installable:
+        raise ValueError(f"the bootstrap cannot install the display protocol {protocol!r} on {os_family} "
+                         f"(it can: {', '.join(sorted(installable))}){_protocol_hint(os_family, protocol)}")
 
     identity = {
         "vdi_os_family": os_family, "vdi_broker_address": broker_address, "vdi_bundle": bundle,
@@ -155,6 +161,8 @@ def render_user_data(*, os_family: str, broker_address: str, bundle: str, issue_
     text = _environment().get_template(f"{os_family}.{'sh' if os_family == 'linux' else 'ps1'}.j2").render(
         identity=identity, boot=boot, source=source, state_dir=state_dir,
         tag_key=settings.get("vdi_bootstrap_tag_key", _defaults(os_family)["vdi_bootstrap_tag_key"]),
+        cause_tag_key=settings.get("vdi_bootstrap_cause_tag_key",
+                                   _defaults(os_family)["vdi_bootstrap_cause_tag_key"]),
         vars_json=json.dumps(playbook_vars, sort_keys=True, separators=(",", ":")),
     )
     found = find_secret_material(text)
@@ -168,6 +176,28 @@ def render_user_data(*, os_family: str, broker_address: str, bundle: str, issue_
             hint = " (publish the playbook with publish_playbook_bundle and pass its URI)"
         raise ValueError(f"user data is {size} bytes, over the EC2 limit of {MAX_USER_DATA_BYTES}{hint}")
     return text
+
+
+def installable_display_protocols(os_family: str, settings: dict | None = None) -> frozenset[str]:
+    """The display protocols (``vdi_display_protocol``) the bootstrap can install on ``os_family`` with these
+    playbook settings (default: the playbook's defaults): the roles remote_display (Linux) and
+    windows_desktop (Windows). DCV needs its packages: ``remote_display_dcv_package_urls`` for at least one
+    OS family on Linux (the image's family is checked at boot), ``windows_desktop_dcv_msi_url`` on Windows."""
+    if os_family not in BOOT_SETTINGS:
+        raise ValueError(f"the bootstrap knows the OS families linux and windows, not {os_family!r}")
+    values = {**_defaults(os_family), **(settings or {})}
+    if os_family == "linux":
+        dcv = any(values["remote_display_dcv_package_urls"].values())
+    else:
+        dcv = bool(values["windows_desktop_dcv_msi_url"])
+    return frozenset({"none", "rdp"} | ({"dcv"} if dcv else set())) & frozenset(values["remote_display_ports"])
+
+
+def _protocol_hint(os_family: str, protocol: str) -> str:
+    if protocol != "dcv":
+        return ""
+    setting = "remote_display_dcv_package_urls" if os_family == "linux" else "windows_desktop_dcv_msi_url"
+    return f"; dcv needs the playbook variable {setting}"
 
 
 def allowed_settings(os_family: str) -> frozenset[str]:

@@ -87,6 +87,8 @@ class User:
     time_zone: str
     groups: list[str]
     api_user: bool = False
+    email_visible: bool = True  # the profile's "who can see your email": Jira leaves a hidden one out
+    properties: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:
@@ -175,7 +177,8 @@ class Site:
             email = api_email if raw.get("apiUser") else raw["emailAddress"]
             self.users[raw["accountId"]] = User(raw["accountId"], raw["displayName"], email,
                                                 raw.get("timeZone", "Etc/UTC"), list(raw.get("groups", [])),
-                                                bool(raw.get("apiUser")))
+                                                bool(raw.get("apiUser")),
+                                                raw.get("emailVisibility", "anyone") != "private")
         self.api_user = next(u for u in self.users.values() if u.api_user)
         self.categories = {c["key"]: c for c in seed["statusCategories"]}
         self.statuses = {s["name"]: s for s in seed["statuses"]}
@@ -258,6 +261,8 @@ class Site:
 
     # --- rendering ---------------------------------------------------------------------------------
     def user_json(self, account_id: str | None, for_webhook: bool = False) -> dict | None:
+        """A user as Jira Cloud shows one: no email when their profile hides it, none ever in a webhook's
+        ``user``."""
         user = self.users.get(account_id or "")
         if user is None:
             return None
@@ -271,12 +276,14 @@ class Site:
             "timeZone": user.time_zone,
             "accountType": "atlassian",
         }
-        if not for_webhook:
+        if user.email_visible and not for_webhook:
             body["emailAddress"] = user.email
         return body
 
     def myself_json(self, user: User) -> dict:
+        """The caller, who always sees their own email."""
         body = self.user_json(user.account_id)
+        body["emailAddress"] = user.email
         body["locale"] = "en_US"
         body["groups"] = {"size": len(user.groups), "items": []}
         body["applicationRoles"] = {"size": 1, "items": []}

@@ -3,8 +3,10 @@
 Settings come from the environment: ``LEOSTREAM_URL`` (the port defaults to it), ``LEOSTREAM_USER`` and
 ``LEOSTREAM_PASSWORD`` (the API account), ``AWS_ENDPOINT_URL`` (where AWS centers read EC2),
 ``LEOSTREAM_SANDBOX_SESSION_TTL_S`` (lifetime of an API session from login; default 43200 s, the 12 h one
-client documents) and ``LEOSTREAM_SANDBOX_POLL_SCALE`` (multiplies a center's ``poll_interval`` minutes; default
-0.05, 0 = no polling).
+client documents), ``LEOSTREAM_SANDBOX_POLL_SCALE`` (multiplies a center's ``poll_interval`` minutes; default
+0.05, 0 = no polling), ``LEOSTREAM_SANDBOX_FIRST_BOOT_DELAY_S`` (how long each desktop's first boot takes in the
+first-boot stand-in; default 2 s) and ``LEOSTREAM_SANDBOX_FIRST_BOOT_POLL_S`` (how often the stand-in looks for
+new instances; default 0.5 s, 0 = no stand-in).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def build_app():
         "AWS_ENDPOINT_URL": env.get("AWS_ENDPOINT_URL") or None,
         "SESSION_TTL_S": float(env.get("LEOSTREAM_SANDBOX_SESSION_TTL_S", "43200")),
         "POLL_SCALE": float(env.get("LEOSTREAM_SANDBOX_POLL_SCALE", "0.05")),
+        "FIRST_BOOT_DELAY_S": float(env.get("LEOSTREAM_SANDBOX_FIRST_BOOT_DELAY_S", "2")),
+        "FIRST_BOOT_POLL_S": float(env.get("LEOSTREAM_SANDBOX_FIRST_BOOT_POLL_S", "0.5")),
     })
 
 

@@ -1,9 +1,11 @@
-"""The Leostream sandbox's state: API sessions, centers, the desktops an AWS center scan found, pools, policies,
-pool assignments and users, with the broker's conventions (0/1 booleans, masked secrets, ``YYYY-MM-DD HH:MM:SS``).
+"""The Leostream sandbox's state: API sessions, centers, the desktops an AWS center scan found, the desktops whose
+Leostream agent has registered, pools, policies, pool assignments, users and gateways, with the broker's
+conventions (0/1 booleans, masked secrets, ``YYYY-MM-DD HH:MM:SS``).
 
 Desktop ``status`` integers are not documented by Leostream; the sandbox uses 22 for a running desktop (the value in
-the vendor's own examples), 23 stopped, 24 pending or stopping. ``hda_status`` is ``Running`` while the instance runs,
-else ``Stopped``.
+the vendor's own examples), 23 stopped, 24 pending or stopping. ``hda_status`` (the agent's state) is ``""`` until
+the desktop's agent has registered (as in the vendor's examples of desktops without one), then ``Running`` while
+the instance runs, else ``Stopped``; a pool's ``total_agent_running`` counts its ``Running`` ones.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+import boto3
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,7 @@ class Desktop:
     guest_os: str
     state: str
     tags: dict[str, str]
+    agent: bool = False
     user_id: int = 0
     out_of_service: int = 0
 
@@ -107,6 +112,8 @@ class Desktop:
 
     @property
     def hda_status(self) -> str:
+        if not self.agent:
+            return ""
         return "Running" if self.state == "running" else "Stopped"
 
     def attribute(self, name: str) -> str:
@@ -164,11 +171,14 @@ class Broker:
         self.sessions: dict[str, Session] = {}
         self.centers: dict[int, dict] = {}
         self.desktops: dict[int, Desktop] = {}
+        self.agents: set[str] = set()  # instance ids whose Leostream agent has registered
+        self.gateways: dict[int, dict] = {}
         created = stamp()
         self.pools: dict[int, dict] = {1: {
             "id": 1, "name": "All Desktops", "display_name": "", "notes": "", "read_only": 1, "is_root": 1,
             "pool_type": "D", "running_desktops_threshold": 0, "created": created, "updated": created,
-            "pool_definition": {"restrict_by": "", "parent_pool_id": 0, "never_rogue": 0},
+            "pool_definition": {"restrict_by": "A", "attributes": [], "pool_attribute_join": "A",
+                                "parent_pool_id": 0, "never_rogue": 0},
             "provision": {"provision_on_off": 0}, "domain": {"domain_join": 0},
             "log": {"log_information_threshold": 0, "log_warning_threshold": 0, "log_error_threshold": 0},
         }}
@@ -178,8 +188,9 @@ class Broker:
         self.roles = {"User", "Administrator"}
         self._ids = {name: itertools.count(start) for name, start in
                      (("center", 1), ("desktop", 1000), ("pool", 2), ("policy", 2), ("assignment", 1),
-                      ("user", 2), ("job", 1000))}
-        self._scan_threads: list[threading.Thread] = []
+                      ("user", 2), ("gateway", 1), ("job", 1000))}
+        self._aws = boto3.session.Session()
+        self._aws_lock = threading.Lock()
 
     def next_id(self, kind: str) -> int:
         return next(self._ids[kind])
@@ -231,7 +242,7 @@ class Broker:
             server_ids = {int(s) for s in definition.get("server_ids") or []}
             return [d for d in parent if d.center_id in server_ids]
         if restrict_by == "H":
-            chosen = {int(v) for v in definition.get("adhoc_vms") or []}
+            chosen = {int(v["id"]) for v in definition.get("adhoc_vms") or []}
             return [d for d in parent if d.id in chosen]
         if restrict_by == "A":
             attributes = definition.get("attributes") or []
@@ -335,7 +346,8 @@ class Broker:
         return body
 
     def ec2(self, center: dict):
-        import boto3
+        """A boto3 EC2 client reading what ``center`` reads. Clients are thread-safe, a session is not: clients
+        come from the broker's one session (which caches the service model), one at a time."""
         from botocore.config import Config
 
         definition = center["center_definition"]
@@ -347,7 +359,8 @@ class Broker:
         if definition.get("vc_auth_method") == "access_key":
             options["aws_access_key_id"] = definition.get("vc_name")
             options["aws_secret_access_key"] = center["_secret"]
-        return boto3.client("ec2", **options)
+        with self._aws_lock:
+            return self._aws.client("ec2", **options)
 
     def refresh_center_info(self, center: dict) -> None:
         """Read subnets and security groups from AWS, as a broker does when a center is saved."""
@@ -425,6 +438,7 @@ class Broker:
                       "ip": instance.get("PrivateIpAddress", ""),
                       "guest_os": instance.get("PlatformDetails") or instance.get("Platform") or "Linux/UNIX",
                       "state": state, "tags": tags}
+            values["agent"] = instance_id in self.agents
             if desktop is None:
                 desktop = Desktop(self.next_id("desktop"), center_id, instance_id, **values)
                 self.desktops[desktop.id] = desktop
@@ -445,6 +459,16 @@ class Broker:
                 if time.monotonic() - center.get("_last_scan", 0) >= interval * 60 * scale:
                     due.append(center["id"])
             return due
+
+    # --- the Leostream agent on a desktop ------------------------------------------------------------
+    def report_agent(self, instance_id: str) -> None:
+        """The desktop's agent registered with the broker: its desktop shows the agent running (and the machine
+        running, which a registering agent proves) from now on, also when a later scan first finds it."""
+        with self.lock:
+            self.agents.add(instance_id)
+            for desktop in self.desktops.values():
+                if desktop.instance_id == instance_id:
+                    desktop.agent, desktop.state = True, "running"
 
     # --- test hook: a user signs in through a Leostream client ---------------------------------------
     def sign_in(self, user_login: str) -> dict:

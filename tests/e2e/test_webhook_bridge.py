@@ -1,7 +1,8 @@
 """The webhook bridge in the real local stack: gunicorn, its relay, PostgreSQL, Airflow's scheduler and REST API.
 
-Deliveries go to the stack's own bridge, which routes ``jira:issue_created`` to ``vdi_provision`` (the
-default routes). Runs are counted through Airflow's REST API by the ``delivery_id`` in their conf.
+Deliveries go to the stack's own bridge, whose default routes send an issue moved into (or created in) the trigger
+status to ``vdi_provision``; the synthetic deliveries here are issues created in it. Runs are counted through
+Airflow's REST API by the ``delivery_id`` or ``issue_key`` in their conf.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+from atlassian import Jira
+from psycopg.rows import dict_row
 
+from sandbox.demo import file_request
 from tests.conftest import wait_until
 from webhook_bridge.signature import sign
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "vdi_provision"
+RUN_DEADLINE_S = 300
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +51,8 @@ def delivery(stack: dict, delivery_id: str, issue_number: int) -> tuple[bytes, d
         "timestamp": int(time.time() * 1000), "webhookEvent": "jira:issue_created",
         "issue_event_type_name": "issue_created",
         "issue": {"id": str(issue_number), "key": f"VDI-{issue_number}",
-                  "fields": {"project": {"key": "VDI"}, "issuetype": {"name": "Desktop"}, "summary": "e2e"}},
+                  "fields": {"project": {"key": "VDI"}, "issuetype": {"name": "Desktop"},
+                             "status": {"name": "Approved"}, "summary": "e2e"}},
     }).encode()
     headers = {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": delivery_id,
                "X-Hub-Signature": sign(stack["JIRA_WEBHOOK_SECRET"], body)}
@@ -117,7 +123,7 @@ def test_ten_concurrent_copies_of_one_delivery_make_exactly_one_run(stack, airfl
 
     wait_until(lambda: statuses(stack, [delivery_id]) == {delivery_id: "dispatched"}, timeout_s=60,
                message="the delivery dispatched")
-    assert airflow_api.runs_by_delivery(DAG_ID)[delivery_id] == [f"jira__{delivery_id}"]
+    assert airflow_api.runs_by_delivery(DAG_ID)[delivery_id] == [f"VDI-9001__jira__{delivery_id}"]
     # More copies after the trigger change nothing.
     assert post(stack, body, headers).json()["status"] == "duplicate"
     assert len(airflow_api.runs_by_delivery(DAG_ID)[delivery_id]) == 1
@@ -152,4 +158,50 @@ def test_airflow_down_and_the_bridge_restarted_while_deliveries_arrive_each_gets
                message="every delivery dispatched")
     runs = airflow_api.runs_by_delivery(DAG_ID)
     assert {delivery_id: runs.get(delivery_id) for delivery_id in delivery_ids} == {
-        delivery_id: [f"jira__{delivery_id}"] for delivery_id in delivery_ids}
+        delivery_id: [f"VDI-{9100 + number}__jira__{delivery_id}"] for number, delivery_id in enumerate(delivery_ids)}
+
+
+def recorded_deliveries(stack: dict, issue_key: str) -> list[dict]:
+    with psycopg.connect(stack["VDI_DATABASE_URL"], row_factory=dict_row) as conn:
+        return conn.execute("SELECT delivery_id, status, reason, dag_run_id, note FROM deliveries"
+                            " WHERE issue_key = %s ORDER BY received_at", (issue_key,)).fetchall()
+
+
+def request_state(stack: dict, issue_key: str) -> str | None:
+    with psycopg.connect(stack["VDI_DATABASE_URL"]) as conn:
+        row = conn.execute("SELECT state FROM desktop_requests WHERE issue_key = %s", (issue_key,)).fetchone()
+    return row[0] if row else None
+
+
+def all_taken(stack: dict, issue_key: str) -> bool:
+    """Every webhook the Jira sandbox sent about the issue reached the bridge, and none waits for the relay."""
+    sent = requests.get(f"{stack['JIRA_URL']}/_sandbox/webhook-deliveries", timeout=5).json()
+    sent = [d for d in sent if d["issueKey"] == issue_key]
+    recorded = {d["delivery_id"]: d["status"] for d in recorded_deliveries(stack, issue_key)}
+    return all(d["state"] == "delivered" and recorded.get(d["identifier"]) in ("dispatched", "ignored") for d in sent)
+
+
+def test_one_approval_is_one_run_named_after_the_ticket_with_a_note_though_the_dag_moves_and_comments_on_it(
+        stack, airflow_api):
+    jira = Jira(url=stack["JIRA_URL"], username=stack["JIRA_USER"], password=stack["JIRA_TOKEN"])
+    issue_key = file_request(jira, "standard", "alice@studio.example")
+    jira.set_issue_status(issue_key, "Approved")  # with the same Jira account the DAG uses
+    state = wait_until(lambda: (found := request_state(stack, issue_key)) in ("ready", "failed") and found,
+                       RUN_DEADLINE_S, f"{issue_key} handled", interval_s=2)
+    last_move = f"no route for event jira:issue_updated (status moved to {'Ready' if state == 'ready' else 'Failed'})"
+    wait_until(lambda: any(d["reason"] == last_move for d in recorded_deliveries(stack, issue_key)), timeout_s=60,
+               message="the DAG's last transition back through the webhook")
+    wait_until(lambda: all_taken(stack, issue_key), timeout_s=60, message="every delivery about the ticket taken")
+
+    recorded = recorded_deliveries(stack, issue_key)
+    [approval] = [d for d in recorded if d["dag_run_id"]]
+    assert approval["status"] == "dispatched" and approval["dag_run_id"].startswith(f"{issue_key}__jira__")
+    ignored = [d["reason"] for d in recorded if d["status"] == "ignored"]
+    assert "no route for event jira:issue_created (created in Open)" in ignored and last_move in ignored
+    assert "no route for event jira:issue_updated (no status change)" in ignored  # the DAG's comments
+    if state == "ready":
+        assert "no route for event jira:issue_updated (status moved to In Progress)" in ignored
+    runs = [run["dag_run_id"] for run in airflow_api.dag_runs(DAG_ID)
+            if (run.get("conf") or {}).get("issue_key") == issue_key]
+    assert runs == [approval["dag_run_id"]]
+    assert airflow_api.dag_run(DAG_ID, approval["dag_run_id"])["note"] == f"{issue_key} moved to Approved in Jira"

@@ -14,15 +14,30 @@ SECRET = "test-secret-4f1c"
 AIRFLOW_PASSWORD = "pw-never-shown-7c1e"
 
 
+def status_change(from_status: str, to_status: str) -> dict:
+    """A changelog moving an issue between statuses, as Jira Cloud sends it with ``jira:issue_updated``."""
+    return {"id": "10100", "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status", "from": "1",
+                                      "fromString": from_status, "to": "2", "toString": to_status}]}
+
+
+def approval_body(key: str = "VDI-7", **extra) -> bytes:
+    """A person's approval: ``jira:issue_updated`` moving the issue from Open to Approved."""
+    return jira_body("jira:issue_updated", key, issue_event_type_name="issue_generic",
+                     changelog=status_change("Open", "Approved"), **extra)
+
+
 def jira_body(event: str = "jira:issue_created", key: str = "VDI-7", project: str = "VDI",
-              issue_type: str = "Desktop", timestamp_ms: int | None = None, **extra) -> bytes:
+              issue_type: str = "Desktop", timestamp_ms: int | None = None, status: str = "Approved",
+              **extra) -> bytes:
+    """A delivery's body; by default an issue created in the trigger status, which the default routes send to
+    vdi_provision."""
     payload = {
         "timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
         "webhookEvent": event,
         "issue_event_type_name": "issue_created",
         "user": {"accountId": "5b10a2844c20165700ede21g"},
         "issue": {"id": "10002", "key": key, "fields": {
-            "project": {"key": project}, "issuetype": {"name": issue_type}, "status": {"name": "Open"},
+            "project": {"key": project}, "issuetype": {"name": issue_type}, "status": {"name": status},
             "summary": "Desktop for an artist"}},
         **extra,
     }

@@ -17,11 +17,17 @@ def client(fake_airflow):
     return AirflowClient(fake_airflow.url, "vdi", PASSWORD, timeout_s=2)
 
 
-def test_trigger_sends_run_id_null_logical_date_and_conf(client, fake_airflow):
+def test_trigger_sends_run_id_null_logical_date_conf_and_note(client, fake_airflow):
     conf = {"delivery_id": "d1", "issue_key": "VDI-1", "event": "jira:issue_created"}
-    assert client.trigger("vdi_provision", "jira__d1", conf) is TriggerOutcome.CREATED
-    assert fake_airflow.runs["jira__d1"] == {"path": "/api/v2/dags/vdi_provision/dagRuns", "dag_run_id": "jira__d1",
-                                             "logical_date": None, "conf": conf}
+    assert client.trigger("vdi_provision", "VDI-1__jira__d1", conf, note="VDI-1 created in Approved in Jira") \
+        is TriggerOutcome.CREATED
+    assert fake_airflow.runs["VDI-1__jira__d1"] == {
+        "path": "/api/v2/dags/vdi_provision/dagRuns", "dag_run_id": "VDI-1__jira__d1", "logical_date": None,
+        "conf": conf, "note": "VDI-1 created in Approved in Jira"}
+    assert client.trigger("vdi_provision", "VDI-1__jira__d2", conf, note="x" * 1500) is TriggerOutcome.CREATED
+    assert len(fake_airflow.runs["VDI-1__jira__d2"]["note"]) == 1000  # Airflow's longest note
+    assert client.trigger("vdi_provision", "VDI-1__jira__d3", conf) is TriggerOutcome.CREATED
+    assert "note" not in fake_airflow.runs["VDI-1__jira__d3"]
 
 
 def test_409_means_already_triggered(client):

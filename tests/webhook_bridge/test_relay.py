@@ -10,7 +10,8 @@ import sys
 import psycopg
 
 from tests.conftest import REPO_ROOT, wait_until
-from tests.webhook_bridge.conftest import AIRFLOW_PASSWORD, jira_body, signed_headers, unreachable_url
+from tests.webhook_bridge.conftest import (AIRFLOW_PASSWORD, approval_body, jira_body, signed_headers,
+                                          unreachable_url)
 from webhook_bridge.relay import APPLICATION_NAME, retry_delay
 
 
@@ -64,8 +65,27 @@ def test_every_due_delivery_is_triggered_once_in_batches(make_app, make_relay, b
     assert relay.dispatch() == ["created"] * 8  # one batch
     assert relay.drain() == 2  # the two left
     assert relay.drain() == 0
-    assert sorted(fake_airflow.runs) == [f"jira__{delivery_id}" for delivery_id in ids]
+    assert sorted(fake_airflow.runs) == sorted(f"VDI-{n + 1}__jira__{delivery_id}" for n, delivery_id in enumerate(ids))
     assert {(row[1], row[2]) for row in rows(app_database_url)} == {("dispatched", 1)}
+
+
+def test_an_approval_is_one_run_named_after_its_ticket_with_a_note_and_a_repeat_is_airflows_409(
+        make_app, make_relay, bridge_config, app_database_url, fake_airflow):
+    client = make_app(bridge_config).test_client()
+    body = approval_body("VDI-12")
+    assert client.post("/webhooks/jira", data=body, headers=signed_headers(body, "approve-1")).status_code == 202
+    relay = make_relay({**bridge_config, **airflow_config(fake_airflow)})
+    assert relay.dispatch() == ["created"]
+    assert fake_airflow.runs == {"VDI-12__jira__approve-1": {
+        "path": "/api/v2/dags/vdi_provision/dagRuns", "dag_run_id": "VDI-12__jira__approve-1", "logical_date": None,
+        "conf": {"delivery_id": "approve-1", "issue_key": "VDI-12", "event": "jira:issue_updated"},
+        "note": "VDI-12 moved to Approved in Jira"}}
+    # The relay's commit was lost after Airflow took the trigger: the next attempt is refused as already there.
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        conn.execute("UPDATE deliveries SET status = 'pending' WHERE delivery_id = 'approve-1'")
+    assert relay.dispatch() == ["already_triggered"]
+    assert list(fake_airflow.runs) == ["VDI-12__jira__approve-1"]
+    assert [row[1] for row in rows(app_database_url)] == ["dispatched"]
 
 
 def test_a_recorded_delivery_wakes_the_relay_at_once(make_app, make_relay, bridge_config, fake_airflow):
@@ -74,10 +94,10 @@ def test_a_recorded_delivery_wakes_the_relay_at_once(make_app, make_relay, bridg
                         "SWEEP_INTERVAL_S": 3600})
     relay.start()
     assert post(client, "first", 1) == 202
-    wait_until(lambda: "jira__first" in fake_airflow.runs, message="the first delivery triggered")
+    wait_until(lambda: "VDI-1__jira__first" in fake_airflow.runs, message="the first delivery triggered")
     # The relay's first look (at start) is over: only the notification of the next commit can wake it.
     assert post(client, "second", 2) == 202
-    wait_until(lambda: "jira__second" in fake_airflow.runs, message="the second delivery triggered")
+    wait_until(lambda: "VDI-2__jira__second" in fake_airflow.runs, message="the second delivery triggered")
 
 
 def test_a_delivery_nobody_notified_is_found_by_the_sweep(make_app, make_relay, bridge_config, app_database_url,
@@ -87,11 +107,11 @@ def test_a_delivery_nobody_notified_is_found_by_the_sweep(make_app, make_relay, 
                         "SWEEP_INTERVAL_S": 0.3})
     relay.start()
     assert post(client, "notified", 1) == 202
-    wait_until(lambda: "jira__notified" in fake_airflow.runs, message="the notified delivery triggered")
+    wait_until(lambda: "VDI-1__jira__notified" in fake_airflow.runs, message="the notified delivery triggered")
     with psycopg.connect(app_database_url, autocommit=True) as conn:  # a plain INSERT sends no notification
         conn.execute("INSERT INTO deliveries (delivery_id, event, payload, dag_id, dag_run_id)"
-                     " VALUES ('silent', 'jira:issue_created', '{}', 'vdi_provision', 'jira__silent')")
-    wait_until(lambda: "jira__silent" in fake_airflow.runs, timeout_s=5, message="the silent delivery triggered")
+                     " VALUES ('silent', 'jira:issue_created', '{}', 'vdi_provision', 'VDI-2__jira__silent')")
+    wait_until(lambda: "VDI-2__jira__silent" in fake_airflow.runs, timeout_s=5, message="the silent delivery triggered")
 
 
 def test_the_relay_listens_and_triggers_again_after_its_connections_break(make_app, make_relay, bridge_config,
@@ -108,7 +128,7 @@ def test_the_relay_listens_and_triggers_again_after_its_connections_break(make_a
                               (APPLICATION_NAME,)).fetchall()
     assert len(killed) >= 2 and all(done for (done,) in killed)  # the listening one and the pool's
     assert post(client, "after-the-break", 1) == 202
-    wait_until(lambda: "jira__after-the-break" in fake_airflow.runs, message="the delivery triggered")
+    wait_until(lambda: "VDI-1__jira__after-the-break" in fake_airflow.runs, message="the delivery triggered")
 
 
 def test_the_relay_process_triggers_and_the_ack_does_not_wait_for_airflow(make_app, bridge_config,
@@ -131,7 +151,7 @@ def test_the_relay_process_triggers_and_the_ack_does_not_wait_for_airflow(make_a
         fake_airflow.gate.set()
         wait_until(lambda: {row[1] for row in rows(app_database_url)} == {"dispatched"},
                    message="both deliveries dispatched")
-        assert sorted(fake_airflow.runs) == ["jira__held-1", "jira__held-2"]
+        assert sorted(fake_airflow.runs) == ["VDI-1__jira__held-1", "VDI-2__jira__held-2"]
     finally:
         relay.send_signal(signal.SIGTERM)
         output, _ = relay.communicate(timeout=30)

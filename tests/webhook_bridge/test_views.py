@@ -7,7 +7,8 @@ import time
 import psycopg
 import pytest
 
-from tests.webhook_bridge.conftest import SECRET, jira_body, signed_headers, unreachable_url
+from tests.webhook_bridge.conftest import (SECRET, approval_body, jira_body, signed_headers, status_change,
+                                          unreachable_url)
 
 
 def rows(url):
@@ -24,8 +25,23 @@ def test_new_delivery_is_recorded_pending_and_answered_202(client, app_database_
     assert answer.json == {"status": "accepted", "delivery_id": "5a8b2f1e-0c1d", "dag_id": "vdi_provision"}
     [row] = rows(app_database_url)
     assert row[:8] == ("5a8b2f1e-0c1d", False, "jira:issue_created", "VDI-7", "pending", None, "vdi_provision",
-                       "jira__5a8b2f1e-0c1d")
+                       "VDI-7__jira__5a8b2f1e-0c1d")
     assert row[8] == json.loads(body)
+
+
+def test_an_approval_is_recorded_with_its_note_and_the_products_own_transition_is_ignored(client, app_database_url):
+    approval = approval_body("VDI-12")
+    assert client.post("/webhooks/jira", data=approval, headers=signed_headers(approval, "approve-1")).status_code == 202
+    started = jira_body("jira:issue_updated", "VDI-12", status="In Progress", issue_event_type_name="issue_generic",
+                        changelog=status_change("Approved", "In Progress"))  # same Jira account as the approval
+    answer = client.post("/webhooks/jira", data=started, headers=signed_headers(started, "started-1"))
+    reason = "no route for event jira:issue_updated (status moved to In Progress)"
+    assert (answer.status_code, answer.json["status"], answer.json["reason"]) == (200, "ignored", reason)
+    with psycopg.connect(app_database_url) as conn:
+        recorded = conn.execute("SELECT delivery_id, status, reason, dag_run_id, note FROM deliveries"
+                                " ORDER BY received_at").fetchall()
+    assert recorded == [("approve-1", "pending", None, "VDI-12__jira__approve-1", "VDI-12 moved to Approved in Jira"),
+                        ("started-1", "ignored", reason, None, None)]
 
 
 def test_a_second_copy_is_a_duplicate(client, app_database_url):

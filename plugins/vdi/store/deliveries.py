@@ -40,6 +40,8 @@ class NewDelivery:
     reason: str | None = None
     dag_id: str | None = None
     dag_run_id: str | None = None
+    # What started the run, in words (the run's note in Airflow); routed deliveries only.
+    note: str | None = None
     # The payload's JSON text as received, when it is known to be storable as it is (the bridge checked it):
     # stored instead of serialising ``payload`` again.
     payload_json: str | None = None
@@ -58,6 +60,7 @@ class ClaimedDelivery:
     dag_id: str
     dag_run_id: str
     attempts: int
+    note: str | None
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,8 @@ def record(conn: psycopg.Connection, delivery: NewDelivery) -> bool:
 
 
 _INSERT = ("WITH new AS (INSERT INTO deliveries (delivery_id, id_from_body, event, issue_key, status, reason, payload,"
-           " dag_id, dag_run_id) VALUES ")
-_ROW_PLACEHOLDERS = "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+           " dag_id, dag_run_id, note) VALUES ")
+_ROW_PLACEHOLDERS = "(%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)"
 # pg_notify per pending row: PostgreSQL delivers one notification per transaction (identical ones are merged).
 _INSERTED = (" ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id, status)"
              f" SELECT delivery_id, CASE WHEN status = 'pending' THEN pg_notify('{NEW_DELIVERY_CHANNEL}', '') END"
@@ -98,7 +101,7 @@ def record_many(conn: psycopg.Connection, batch: list[NewDelivery]) -> set[str]:
     params: list = []
     for d in batch:
         params += [d.delivery_id, d.id_from_body, d.event, d.issue_key, d.status.value, d.reason, d.payload_param(),
-                   d.dag_id, d.dag_run_id]
+                   d.dag_id, d.dag_run_id, d.note]
     rows = conn.execute(_INSERT + ", ".join([_ROW_PLACEHOLDERS] * len(batch)) + _INSERTED, params).fetchall()
     return {row[0] for row in rows}
 
@@ -108,7 +111,7 @@ def listen(conn: psycopg.Connection) -> None:
     conn.execute(f"LISTEN {NEW_DELIVERY_CHANNEL}")
 
 
-_CLAIM_COLUMNS = "delivery_id, event, issue_key, dag_id, dag_run_id, attempts"
+_CLAIM_COLUMNS = "delivery_id, event, issue_key, dag_id, dag_run_id, attempts, note"
 
 
 def claim_due(conn: psycopg.Connection, limit: int = 1) -> list[ClaimedDelivery]:

@@ -46,6 +46,15 @@ def _coerce_field(s: Site, field_id: str, value: Any, version: int) -> Any:
                                                    "permissions"})
         return account
     definition = s.custom_fields.get(field_id)
+    if definition and definition["type"] == "string":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise JiraError(400, errors={field_id: "Operation value must be a string"})
+        if len(value) > 255:
+            raise JiraError(400, errors={field_id: "The entered text is too long. It exceeds the allowed limit of "
+                                                   "255 characters."})
+        return value
     if definition and definition["type"] == "option":
         if value is None:
             return None

@@ -1,6 +1,9 @@
-"""Issue entity properties: list the keys, read, write and delete one."""
+"""Issue entity properties: list the keys, read, write and delete one; and the checks every property write
+shares (user properties too)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 
@@ -8,6 +11,20 @@ from sandbox.jira.routes.common import json_body, locked_issue
 from sandbox.jira.site import MAX_PROPERTY_CHARS, MAX_PROPERTY_KEY, JiraError
 
 bp = Blueprint("properties", __name__)
+
+
+def property_value(prop: str) -> Any:
+    """A property write's JSON value, within Jira's bounds on the key and the value."""
+    if len(prop) > MAX_PROPERTY_KEY:
+        raise JiraError(400, [f"The property key can not be longer than {MAX_PROPERTY_KEY} characters."])
+    raw = request.get_data(cache=True)
+    if len(raw.decode("utf-8", "replace")) > MAX_PROPERTY_CHARS:
+        raise JiraError(400, [f"The property value can not be longer than {MAX_PROPERTY_CHARS} characters."])
+    return json_body()
+
+
+def property_missing(prop: str) -> JiraError:
+    return JiraError(404, [f"The property with key '{prop}' does not exist."])
 
 
 @bp.get("/rest/api/<int:version>/issue/<key>/properties")
@@ -21,18 +38,13 @@ def property_keys(version: int, key: str):
 def get_property(version: int, key: str, prop: str):
     with locked_issue(key) as (s, issue):
         if prop not in issue.properties:
-            raise JiraError(404, [f"The property with key '{prop}' does not exist."])
+            raise property_missing(prop)
         return jsonify({"key": prop, "value": issue.properties[prop]})
 
 
 @bp.put("/rest/api/<int:version>/issue/<key>/properties/<path:prop>")
 def set_property(version: int, key: str, prop: str):
-    if len(prop) > MAX_PROPERTY_KEY:
-        raise JiraError(400, [f"The property key can not be longer than {MAX_PROPERTY_KEY} characters."])
-    raw = request.get_data(cache=True)
-    if len(raw.decode("utf-8", "replace")) > MAX_PROPERTY_CHARS:
-        raise JiraError(400, [f"The property value can not be longer than {MAX_PROPERTY_CHARS} characters."])
-    value = json_body()
+    value = property_value(prop)
     with locked_issue(key) as (s, issue):
         created = prop not in issue.properties
         issue.properties[prop] = value
@@ -43,6 +55,6 @@ def set_property(version: int, key: str, prop: str):
 def delete_property(version: int, key: str, prop: str):
     with locked_issue(key) as (s, issue):
         if prop not in issue.properties:
-            raise JiraError(404, [f"The property with key '{prop}' does not exist."])
+            raise property_missing(prop)
         del issue.properties[prop]
         return "", 204

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
-from sandbox.leostream.routes import centers, policies, pool_assignments, pools, session, system, users
+from sandbox.leostream.routes import (centers, gateways, policies, pool_assignments, pools, session, system,
+                                      users)
 from sandbox.leostream.routes.common import broker
 
 rest = Blueprint("leostream_api", __name__, url_prefix="/rest/v1")
-for _resource in (session, system, centers, pools, policies, pool_assignments, users):
+for _resource in (session, system, centers, gateways, pools, policies, pool_assignments, users):
     rest.register_blueprint(_resource.bp)
 
 

@@ -16,27 +16,6 @@ CENTER_FIELDS = {
     "tag_rules_join", "tag_rules", "offer_vms", "poll_interval", "poll_power_state_interval", "wait_inst_status",
     "wait_sys_status", "gateway_id",
 }
-POOL_FIELDS = {"name", "display_name", "notes", "running_desktops_threshold", "pool_definition", "provision",
-               "domain", "log"}
-POOL_DEFINITION_FIELDS = {"parent_pool_id", "restrict_by", "vm_tags", "vm_tag_join", "pool_attribute_join",
-                          "adhoc_vms", "never_rogue", "server_ids", "attributes"}
-POLICY_FIELDS = {
-    "name", "notes", "is_default", "max_desktops", "single_desktop_only", "offer_empty_pools", "alt_credentials",
-    "attribute_join", "session_expire_delay", "session_expire_on_lock", "ha_power_on", "ha_start_if_stopped",
-    "ha_offer_running_without_hda", "ha_plan_release_id", "ha_plan_protocol_id", "ha_plan_power_control_id",
-    "ha_plan_script_id", "ha_login_as", "ha_display_mode", "ha_auto_login", "ha_auto_login_user",
-    "ha_auto_login_password", "ha_auto_login_domain", "ha_never_rogue", "ha_logout_rogue", "usb_enabled",
-    "usb_mode", "web_client_new_window", "hide_hover_menu", "launch_rdc",
-}
-ASSIGNMENT_FIELDS = {
-    "policy_id", "pool_id", "offer_quantity", "favor_previous_assigned", "power_on", "start_if_stopped",
-    "offer_running_without_hda", "prevent_release", "plan_release_id", "plan_power_control_id",
-    "plan_protocol_id", "plan_script_id", "on_assign_url", "on_assign_url_cb", "on_assign_url_timeout",
-    "offer_filter", "attribute_filter", "attribute_join", "backup_pool_id", "display_mode", "login_as",
-    "auto_login", "auto_login_user", "auto_login_password", "auto_login_domain", "confirm_power_state",
-    "revert_to_snapshot", "kiosk", "logout_rogue", "adjust_timezone",
-}
-USER_FIELDS = {"user_login", "name", "is_local", "password", "auth_server", "role_name", "policy_name", "notes"}
 
 
 def _center_definition(body: dict, current: dict | None) -> tuple[dict, list[str]]:

@@ -17,15 +17,6 @@ POLICY_FIELDS = {
     "ha_auto_login_password", "ha_auto_login_domain", "ha_never_rogue", "ha_logout_rogue", "usb_enabled",
     "usb_mode", "web_client_new_window", "hide_hover_menu", "launch_rdc",
 }
-ASSIGNMENT_FIELDS = {
-    "policy_id", "pool_id", "offer_quantity", "favor_previous_assigned", "power_on", "start_if_stopped",
-    "offer_running_without_hda", "prevent_release", "plan_release_id", "plan_power_control_id",
-    "plan_protocol_id", "plan_script_id", "on_assign_url", "on_assign_url_cb", "on_assign_url_timeout",
-    "offer_filter", "attribute_filter", "attribute_join", "backup_pool_id", "display_mode", "login_as",
-    "auto_login", "auto_login_user", "auto_login_password", "auto_login_domain", "confirm_power_state",
-    "revert_to_snapshot", "kiosk", "logout_rogue", "adjust_timezone",
-}
-USER_FIELDS = {"user_login", "name", "is_local", "password", "auth_server", "role_name", "policy_name", "notes"}
 
 
 @bp.get("/policies")

@@ -17,7 +17,6 @@ ASSIGNMENT_FIELDS = {
     "auto_login", "auto_login_user", "auto_login_password", "auto_login_domain", "confirm_power_state",
     "revert_to_snapshot", "kiosk", "logout_rogue", "adjust_timezone",
 }
-USER_FIELDS = {"user_login", "name", "is_local", "password", "auth_server", "role_name", "policy_name", "notes"}
 
 
 def _assignment_values(body: dict, policy_id: int, current: dict | None) -> tuple[dict, list[str]]:

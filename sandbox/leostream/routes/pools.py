@@ -13,42 +13,6 @@ POOL_FIELDS = {"name", "display_name", "notes", "running_desktops_threshold", "p
                "domain", "log"}
 POOL_DEFINITION_FIELDS = {"parent_pool_id", "restrict_by", "vm_tags", "vm_tag_join", "pool_attribute_join",
                           "adhoc_vms", "never_rogue", "server_ids", "attributes"}
-POLICY_FIELDS = {
-    "name", "notes", "is_default", "max_desktops", "single_desktop_only", "offer_empty_pools", "alt_credentials",
-    "attribute_join", "session_expire_delay", "session_expire_on_lock", "ha_power_on", "ha_start_if_stopped",
-    "ha_offer_running_without_hda", "ha_plan_release_id", "ha_plan_protocol_id", "ha_plan_power_control_id",
-    "ha_plan_script_id", "ha_login_as", "ha_display_mode", "ha_auto_login", "ha_auto_login_user",
-    "ha_auto_login_password", "ha_auto_login_domain", "ha_never_rogue", "ha_logout_rogue", "usb_enabled",
-    "usb_mode", "web_client_new_window", "hide_hover_menu", "launch_rdc",
-}
-ASSIGNMENT_FIELDS = {
-    "policy_id", "pool_id", "offer_quantity", "favor_previous_assigned", "power_on", "start_if_stopped",
-    "offer_running_without_hda", "prevent_release", "plan_release_id", "plan_power_control_id",
-    "plan_protocol_id", "plan_script_id", "on_assign_url", "on_assign_url_cb", "on_assign_url_timeout",
-    "offer_filter", "attribute_filter", "attribute_join", "backup_pool_id", "display_mode", "login_as",
-    "auto_login", "auto_login_user", "auto_login_password", "auto_login_domain", "confirm_power_state",
-    "revert_to_snapshot", "kiosk", "logout_rogue", "adjust_timezone",
-}
-USER_FIELDS = {"user_login", "name", "is_local", "password", "auth_server", "role_name", "policy_name", "notes"}
-POOL_DEFINITION_FIELDS = {"parent_pool_id", "restrict_by", "vm_tags", "vm_tag_join", "pool_attribute_join",
-                          "adhoc_vms", "never_rogue", "server_ids", "attributes"}
-POLICY_FIELDS = {
-    "name", "notes", "is_default", "max_desktops", "single_desktop_only", "offer_empty_pools", "alt_credentials",
-    "attribute_join", "session_expire_delay", "session_expire_on_lock", "ha_power_on", "ha_start_if_stopped",
-    "ha_offer_running_without_hda", "ha_plan_release_id", "ha_plan_protocol_id", "ha_plan_power_control_id",
-    "ha_plan_script_id", "ha_login_as", "ha_display_mode", "ha_auto_login", "ha_auto_login_user",
-    "ha_auto_login_password", "ha_auto_login_domain", "ha_never_rogue", "ha_logout_rogue", "usb_enabled",
-    "usb_mode", "web_client_new_window", "hide_hover_menu", "launch_rdc",
-}
-ASSIGNMENT_FIELDS = {
-    "policy_id", "pool_id", "offer_quantity", "favor_previous_assigned", "power_on", "start_if_stopped",
-    "offer_running_without_hda", "prevent_release", "plan_release_id", "plan_power_control_id",
-    "plan_protocol_id", "plan_script_id", "on_assign_url", "on_assign_url_cb", "on_assign_url_timeout",
-    "offer_filter", "attribute_filter", "attribute_join", "backup_pool_id", "display_mode", "login_as",
-    "auto_login", "auto_login_user", "auto_login_password", "auto_login_domain", "confirm_power_state",
-    "revert_to_snapshot", "kiosk", "logout_rogue", "adjust_timezone",
-}
-USER_FIELDS = {"user_login", "name", "is_local", "password", "auth_server", "role_name", "policy_name", "notes"}
 
 
 def _pool_values(body: dict, current: dict | None) -> tuple[dict, list[str]]:
@@ -79,35 +43,44 @@ def _pool_values(body: dict, current: dict | None) -> tuple[dict, list[str]]:
 
 
 def _pool_definition_errors(definition: dict) -> list[dict]:
+    """What is wrong with a pool definition: the vendor's enums and 0/1 flags, and what the sandbox supports."""
     b = broker()
     errors = []
-    restrict_by = definition["restrict_by"]
     path = "/body/pool_definition"
-    if definition["parent_pool_id"] not in b.pools:
-        errors.append({"message": "Parent pool does not exist", "path": f"{path}/parent_pool_id"})
+
+    def wrong(name: str, message: str) -> None:
+        errors.append({"message": message, "path": f"{path}/{name}"})
+
+    parent = definition["parent_pool_id"]
+    if not isinstance(parent, int) or parent not in b.pools:
+        wrong("parent_pool_id", "Parent pool does not exist")
+    for name in ("pool_attribute_join", "vm_tag_join"):
+        if name in definition and definition[name] not in ("A", "O"):
+            wrong(name, "Must be 'A' or 'O'")
+    if definition["never_rogue"] not in (0, 1):
+        wrong("never_rogue", "Expected 0 or 1")
+    restrict_by = definition["restrict_by"]
     if restrict_by == "A":
         attributes = definition.get("attributes")
         if not isinstance(attributes, list) or not attributes:
-            errors.append({"message": "At least one attribute is required", "path": f"{path}/attributes"})
+            wrong("attributes", "At least one attribute is required")
         else:
             for index, attribute in enumerate(attributes):
                 if not isinstance(attribute, dict) or attribute.get("condition_type") not in CONDITIONS \
                         or not attribute.get("vm_table_field"):
-                    errors.append({"message": "Each attribute needs vm_table_field, condition_type (one of "
-                                              + ", ".join(CONDITIONS) + ") and text_to_match",
-                                   "path": f"{path}/attributes/{index}"})
-        if definition.get("pool_attribute_join") not in ("A", "O"):
-            errors.append({"message": "Must be 'A' or 'O'", "path": f"{path}/pool_attribute_join"})
+                    wrong(f"attributes/{index}", "Each attribute needs vm_table_field, condition_type (one of "
+                          + ", ".join(CONDITIONS) + ") and text_to_match")
     elif restrict_by == "C":
         ids = definition.get("server_ids")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and i in b.centers for i in ids):
-            errors.append({"message": "server_ids must list existing center IDs", "path": f"{path}/server_ids"})
+            wrong("server_ids", "server_ids must list existing center IDs")
     elif restrict_by == "H":
-        ids = definition.get("adhoc_vms")
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-            errors.append({"message": "adhoc_vms must list desktop IDs", "path": f"{path}/adhoc_vms"})
+        vms = definition.get("adhoc_vms")
+        if not isinstance(vms, list) or not all(isinstance(vm, dict) and isinstance(vm.get("id"), int)
+                                                for vm in vms):
+            wrong("adhoc_vms", "adhoc_vms must list desktops as {\"id\": <desktop id>, \"name\": ...}")
     else:
-        errors.append({"message": "The sandbox supports restrict_by 'A', 'C' and 'H'", "path": f"{path}/restrict_by"})
+        wrong("restrict_by", "The sandbox supports restrict_by 'A', 'C' and 'H'")
     return errors
 
 

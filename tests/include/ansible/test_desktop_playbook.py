@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.include.ansible.powershell import syntax_errors
+from vdi.ec2 import bootstrap_outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 ANSIBLE_ROOT = REPO_ROOT / "include" / "ansible"
@@ -150,6 +151,7 @@ def test_completion_signal_tags_the_instance_in_ec2(tmp_path, ansible_env, prefi
     assert result.returncode == 0, result.stdout + result.stderr
     tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]
     assert {tag["Key"]: tag["Value"] for tag in tags}["vdi:bootstrap"] == "done"
+    assert "vdi:bootstrap-cause" not in {tag["Key"] for tag in tags}
 
 
 def test_failure_signal_tags_the_instance_failed(tmp_path, ansible_env, prefix_vars, moto_endpoint):
@@ -163,8 +165,30 @@ def test_failure_signal_tags_the_instance_failed(tmp_path, ansible_env, prefix_v
                                 "leostream_agent_linux_url": (tmp_path / "missing.jar").as_uri()}, tmp_path)
 
     assert result.returncode != 0
-    tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]
-    assert {tag["Key"]: tag["Value"] for tag in tags}["vdi:bootstrap"] == "failed"
+    tags = {tag["Key"]: tag["Value"] for tag in
+            ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]}
+    assert tags["vdi:bootstrap"] == "failed"
+    assert tags["vdi:bootstrap-cause"] == "Setup step failed: Download the Leostream agent installer"
+    assert bootstrap_outcome(ec2, instance_id) == ("failed", tags["vdi:bootstrap-cause"])
+
+
+def test_a_failure_in_a_later_role_names_that_task_as_the_cause(tmp_path, ansible_env, prefix_vars, moto_endpoint):
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=moto_endpoint, region_name="us-east-1")
+    instance_id = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    env = {**ansible_env, "AWS_ENDPOINT_URL": moto_endpoint}
+    conf = Path(prefix_vars["leostream_agent_linux_conf_path"])
+    conf.parent.mkdir(parents=True)
+    conf.mkdir()  # a directory where the agent's configuration file goes: lineinfile fails there
+
+    result = run_playbook(env, {**prefix_vars, "vdi_instance_id": instance_id}, tmp_path)
+
+    assert result.returncode != 0
+    assert bootstrap_outcome(ec2, instance_id) == (
+        "failed", "Setup step failed: Point the agent at the broker in leostreamagent.conf")
+    marker = json.loads((Path(prefix_vars["vdi_state_dir"]) / "bootstrap.json").read_text())
+    assert marker["cause"] == "Setup step failed: Point the agent at the broker in leostreamagent.conf"
 
 
 def test_secrets_are_read_from_secrets_manager_and_never_logged(tmp_path, ansible_env, prefix_vars, moto_endpoint):

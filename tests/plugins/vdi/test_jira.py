@@ -8,7 +8,7 @@ import json
 
 import requests
 
-from tests.sandbox.jira.conftest import ALICE, API_TOKEN, API_USER, jira, jira_spec  # noqa: F401
+from tests.sandbox.jira.conftest import ALICE, API_TOKEN, API_USER, DANA, jira, jira_spec  # noqa: F401
 from tests.sandbox.jira.test_atlassian_client import TRANSITION_ID_AS_INT
 
 
@@ -30,6 +30,20 @@ def test_jira_ticket_steps_send_what_the_jira_document_allows(jira, monkeypatch)
     assert ticket.comment_once(key, "vdi-studios ref: ready/r1", "Your desktop is ready.") is False
     assert len(ticket.comments(key)) == 1
     assert ticket.field_names()["Desktop Bundle"] == "customfield_10050"
+    jira.spec.assert_clean()
+
+
+def test_user_property_reads_a_jira_users_property_and_none_when_it_is_unset(jira, monkeypatch):
+    from vdi.jira import JiraTicket
+
+    set_connection(monkeypatch, jira.url, login=API_USER, password=API_TOKEN)
+    ticket = JiraTicket.from_connection()
+    jira.spec.watch(ticket.client.session)
+    assert ticket.user_property(DANA, "vdi-desktop-login") is None
+    jira.http.put(f"{jira.url}/rest/api/2/user/properties/vdi-desktop-login", params={"accountId": DANA},
+                  json={"login": "dana"}).raise_for_status()
+    assert ticket.user_property(DANA, "vdi-desktop-login") == {"login": "dana"}
+    assert ticket.user_property(ALICE, "vdi-desktop-login") is None
     jira.spec.assert_clean()
 
 

@@ -36,6 +36,32 @@ def desktop_request(issue_key: str = "VDI-9", login: str = "alice"):
                           bundle="standard", user=DesktopUser(login=login, display_name="Alice Artist"))
 
 
+@pytest.fixture
+def broker(leostream):
+    """A client on the Leostream sandbox (with its AWS center), its traffic checked against the document."""
+    from vdi.leostream import LeostreamClient
+
+    leostream.login()
+    leostream.add_center()
+    with LeostreamClient(leostream.url, API_USER, API_PASSWORD,
+                         session=leostream.spec.watch(requests.Session())) as client:
+        yield client
+    leostream.spec.assert_clean()
+
+
+def register(client, issue_key: str, login: str):
+    from vdi.broker import register_desktop
+    from vdi.catalog import load_catalog
+
+    return register_desktop(client, desktop_request(issue_key, login), load_catalog().bundles["standard"],
+                            f"vdi-{issue_key}")
+
+
+def sign_in(sandbox, login: str) -> requests.Response:
+    """The user signing in through a Leostream client (the sandbox's hook): the desktop they are offered."""
+    return requests.post(f"{sandbox.url}/_sandbox/sign-in", json={"user_login": login}, timeout=5)
+
+
 def test_broker_registration_steps_send_what_the_leostream_document_allows(leostream):
     from vdi.broker import amazon_center, desktop_in_pool, ensure_assignment, ensure_policy, ensure_pool
     from vdi.leostream import LeostreamClient
@@ -213,3 +239,79 @@ def test_a_scan_requested_while_one_is_running_counts_as_requested(leostream):
         with pytest.raises(LeostreamError) as refused:
             client.scan_center(center_id + 1000)
         assert refused.value.status_code == 404
+
+
+# --- who gets which desktop ---------------------------------------------------------------------------------
+def test_logins_that_read_alike_are_offered_only_their_own_desktops(leostream, broker):
+    from vdi.broker import desktop_in_pool
+
+    logins = {"VDI-1": "jane+vdi@studio.example", "VDI-2": "jane-vdi@studio.example"}
+    for key in logins:
+        leostream.launch(f"vdi-{key}")
+    registrations = {key: register(broker, key, login) for key, login in logins.items()}
+    assert registrations["VDI-1"].policy_id != registrations["VDI-2"].policy_id
+    for key, registration in registrations.items():
+        wait_until(lambda: desktop_in_pool(broker, registration.pool_id, f"vdi-{key}"),
+                   message=f"the desktop of {key} in its pool")
+    for key, login in logins.items():
+        offered = sign_in(leostream, login)
+        assert offered.status_code == 200, offered.text
+        assert offered.json()["desktop"]["name"] == f"vdi-{key}"
+    assert sign_in(leostream, "jane+vdi@studio.example").json()["desktop"]["name"] == "vdi-VDI-1"
+
+
+def test_one_user_in_any_case_of_their_login_has_one_policy_and_one_leostream_user(leostream, broker):
+    first = register(broker, "VDI-3", "Jane@Studio.Example")
+    second = register(broker, "VDI-4", "jane@studio.example")
+    assert (first.policy_id, first.user_login) == (second.policy_id, "jane@studio.example")
+    assert {a["pool_id"] for a in broker.pool_assignments(first.policy_id)} == {first.pool_id, second.pool_id}
+    created = calls(leostream, method="POST", path=f"{API}/users")
+    assert [(c["body"]["user_login"], c["status"]) for c in created] == [
+        ("jane@studio.example", 201), ("jane@studio.example", 409)]
+
+
+def test_a_user_vdi_studios_made_is_its_own_on_the_next_request(leostream, broker):
+    from vdi.broker import holder_line
+
+    first = register(broker, "VDI-5", "alice@studio.example")
+    assert register(broker, "VDI-5", "alice@studio.example") == first
+    register(broker, "VDI-6", "alice@studio.example")
+    notes = broker.policy(first.policy_id)["notes"].splitlines()
+    assert notes.count(holder_line("alice@studio.example")) == 1
+    assert [c["status"] for c in calls(leostream, method="PUT", path=f"{API}/policies/*")] == [200]
+
+
+def test_a_leostream_user_made_by_someone_else_fails_the_request_in_plain_words(leostream, broker):
+    from vdi.broker import LeostreamUserConflict
+    from vdi.identity import policy_name_for
+
+    broker.create_user({"user_login": "bob@studio.example", "name": "Bob", "is_local": 0,
+                        "auth_server": "Studio directory"})
+    with pytest.raises(LeostreamUserConflict) as conflict:
+        register(broker, "VDI-7", "Bob@Studio.Example")
+    policy = policy_name_for("bob@studio.example")
+    assert str(conflict.value) == (
+        "Your Leostream account bob@studio.example already exists and was not made by VDI Studios, so the desktop "
+        f"cannot be offered to it yet. The platform team must give that account access to the Leostream policy "
+        f"{policy}; then use Retry on this ticket.")
+    assert "vdi-studios holder: bob@studio.example" in conflict.value.operator_detail
+    assert "vdi-VDI-7" not in [p["name"] for p in broker.pools()]
+    [held] = [p for p in broker.policies() if p["name"] == policy]
+    assert broker.pool_assignments(held["id"]) == []
+
+
+def test_a_user_the_platform_team_gave_the_policy_is_offered_the_desktop(leostream, broker):
+    from vdi.broker import LeostreamUserConflict, holder_line
+
+    broker.create_user({"user_login": "carol@studio.example", "name": "Carol", "is_local": 0,
+                        "auth_server": "Studio directory"})
+    with pytest.raises(LeostreamUserConflict) as conflict:
+        register(broker, "VDI-8", "carol@studio.example")
+    [policy] = [p for p in broker.policies() if p["name"] == conflict.value.policy_name]
+    notes = broker.policy(policy["id"])["notes"]
+    broker.update_policy(policy["id"], {"name": policy["name"],
+                                        "notes": f"{notes}\nVDI-Studios holder: Carol@Studio.Example"})
+    registration = register(broker, "VDI-8", "carol@studio.example")
+    assert registration.policy_id == policy["id"]
+    assert [a["pool_id"] for a in broker.pool_assignments(policy["id"])] == [registration.pool_id]
+    assert holder_line("carol@studio.example") == "vdi-studios holder: carol@studio.example"

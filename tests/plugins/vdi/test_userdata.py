@@ -15,9 +15,11 @@ import boto3
 import pytest
 
 from tests.include.ansible.powershell import syntax_errors
+from vdi.catalog import DEFAULT_CATALOG_PATH, load_catalog
+from vdi.ec2 import BOOTSTRAP_CAUSE_TAG_KEY, BOOTSTRAP_TAG_KEY, bootstrap_outcome
 from vdi.playbook_bundle import publish_playbook_bundle
 from vdi.request import parse_issue
-from vdi.userdata import (BOOTSTRAP_TAG_KEY, MAX_USER_DATA_BYTES, allowed_settings, desktop_user_data,
+from vdi.userdata import (MAX_USER_DATA_BYTES, allowed_settings, desktop_user_data, installable_display_protocols,
                           render_user_data)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -55,14 +57,15 @@ def test_linux_user_data_is_a_bash_script_and_windows_a_powershell_block():
 def test_a_requests_user_data_embeds_the_playbook_without_a_bucket_and_fetches_it_from_one(
         jira_issue, field_config, field_names, moto_endpoint):
     request = parse_issue(jira_issue, field_config, field_names)
-    embedded = desktop_user_data(request, "linux", broker_address="broker.studio.internal", region="us-east-1")
+    embedded = desktop_user_data(request, "linux", display_protocol="rdp", broker_address="broker.studio.internal",
+                                 region="us-east-1")
     variables = embedded_vars(embedded)
     assert (variables["vdi_issue_key"], variables["vdi_request_id"], variables["vdi_bundle"]) == (
         "VDI-12", str(request.request_id), "standard")
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket="vdi-compose-test")
-    fetched = desktop_user_data(request, "linux", broker_address="broker.studio.internal", region="us-east-1",
-                                playbook_bucket="vdi-compose-test", s3_client=s3)
+    fetched = desktop_user_data(request, "linux", display_protocol="rdp", broker_address="broker.studio.internal",
+                                region="us-east-1", playbook_bucket="vdi-compose-test", s3_client=s3)
     published = [o["Key"] for o in s3.list_objects_v2(Bucket="vdi-compose-test")["Contents"]]
     assert len(published) == 1 and published[0] in fetched and published[0] not in embedded
     assert len(fetched) < len(embedded)
@@ -91,9 +94,40 @@ def test_s3_bundle_uri_and_its_hash_are_applied(os_family):
 
 @pytest.mark.parametrize("os_family", ["linux", "windows"])
 def test_settings_override_playbook_variables(os_family):
-    variables = embedded_vars(render(os_family, settings={"vdi_display_protocol": "dcv", "leostream_agent_port": 9090}))
-    assert variables["vdi_display_protocol"] == "dcv"
+    variables = embedded_vars(render(os_family, settings={"vdi_display_protocol": "none",
+                                                          "leostream_agent_port": 9090}))
+    assert variables["vdi_display_protocol"] == "none"
     assert variables["leostream_agent_port"] == 9090
+
+
+@pytest.mark.parametrize("os_family", ["linux", "windows"])
+@pytest.mark.parametrize("protocol", ["rdp", "none"])
+def test_the_bundles_display_protocol_reaches_the_desktop(jira_issue, field_config, field_names, os_family, protocol):
+    request = parse_issue(jira_issue, field_config, field_names)
+    text = desktop_user_data(request, os_family, display_protocol=protocol, broker_address="broker.studio.internal",
+                             region="us-east-1", playbook_bucket=None)
+    assert embedded_vars(text)["vdi_display_protocol"] == protocol
+
+
+def test_the_shipped_catalogs_protocols_are_ones_the_bootstrap_installs():
+    for bundle in load_catalog(DEFAULT_CATALOG_PATH).bundles.values():
+        for os_family in bundle.images:
+            assert bundle.leostream.display_protocol in installable_display_protocols(os_family)
+
+
+def test_dcv_is_installable_on_windows_and_on_linux_only_with_its_packages():
+    assert installable_display_protocols("windows") == {"rdp", "dcv", "none"}
+    assert installable_display_protocols("linux") == {"rdp", "none"}
+    with pytest.raises(ValueError, match="cannot install the display protocol 'dcv' on linux .*"
+                                         "remote_display_dcv_package_urls"):
+        render("linux", settings={"vdi_display_protocol": "dcv"})
+    packages = {"RedHat": ["https://packages.example.com/nice-dcv-server.el9.x86_64.rpm"], "Debian": []}
+    assert "dcv" in installable_display_protocols("linux", {"remote_display_dcv_package_urls": packages})
+    variables = embedded_vars(render("linux", settings={"vdi_display_protocol": "dcv",
+                                                        "remote_display_dcv_package_urls": packages}))
+    assert variables["vdi_display_protocol"] == "dcv"
+    with pytest.raises(ValueError, match="cannot install the display protocol 'dcv' on windows"):
+        render("windows", settings={"vdi_display_protocol": "dcv", "windows_desktop_dcv_msi_url": ""})
 
 
 @pytest.mark.parametrize("os_family", ["linux", "windows"])
@@ -254,10 +288,11 @@ def boot(tmp_path, moto_endpoint, imds, ec2, instance_id, stand_in_agent_vars):
     env = {**os.environ, "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "HOME": str(tmp_path)}
 
-    def run(playbook_s3_uri: str | None) -> subprocess.CompletedProcess:
+    def run(playbook_s3_uri: str | None, more_settings: dict | None = None) -> subprocess.CompletedProcess:
         script = tmp_path / "user-data.sh"
         script.write_text(render_user_data(**{**BASE, "region": "us-east-1"}, os_family="linux",
-                                           playbook_s3_uri=playbook_s3_uri, settings=settings))
+                                           playbook_s3_uri=playbook_s3_uri,
+                                           settings={**settings, **(more_settings or {})}))
         return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=300)
 
     def bootstrap_tag() -> str | None:
@@ -266,6 +301,7 @@ def boot(tmp_path, moto_endpoint, imds, ec2, instance_id, stand_in_agent_vars):
         return tags[0]["Value"] if tags else None
 
     run.tag = bootstrap_tag
+    run.outcome = lambda: bootstrap_outcome(ec2, instance_id)
     run.instance_id = instance_id
     run.log = Path(settings["bootstrap_log_file"])
     run.state = Path(settings["vdi_state_dir"])
@@ -276,7 +312,7 @@ def boot(tmp_path, moto_endpoint, imds, ec2, instance_id, stand_in_agent_vars):
 def test_linux_user_data_with_embedded_bundle_bootstraps_and_tags_done(boot):
     result = boot(None)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert boot.tag() == "done"
+    assert boot.outcome() == ("done", None)
     assert (boot.agent_dir / "installer-args").read_text().split() == ["-s", "-b", "broker.studio.internal"]
     assert json.loads((boot.state / "bootstrap.json").read_text())["status"] == "done"
     log = boot.log.read_text()
@@ -312,10 +348,30 @@ def test_linux_user_data_refuses_a_tampered_bundle_and_tags_failed(boot, moto_en
     result = boot(uri)
 
     assert result.returncode != 0
-    assert boot.tag() == "failed"
+    assert boot.outcome() == ("failed", "Setup step failed: Verify the checksum of the setup files")
     assert not (boot.agent_dir / "installer-args").exists()
     log = boot.log.read_text()
     assert "checksum did NOT match" in log and "failed" in log
+
+
+def test_linux_user_data_that_cannot_download_the_bundle_tags_failed_with_the_cause(boot, moto_endpoint):
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="vdi-missing-test")
+    uri = publish_playbook_bundle(s3, "vdi-missing-test")
+    s3.delete_object(Bucket="vdi-missing-test", Key=uri.removeprefix("s3://vdi-missing-test/"))
+
+    result = boot(uri)
+
+    assert result.returncode != 0
+    assert boot.outcome() == ("failed", "Setup step failed: Download the setup files")
+
+
+def test_a_failed_playbook_task_is_the_cause_and_the_user_data_does_not_overwrite_it(boot, tmp_path):
+    result = boot(None, {"leostream_agent_linux_url": (tmp_path / "missing.jar").as_uri()})
+
+    assert result.returncode != 0
+    assert boot.outcome() == ("failed", "Setup step failed: Download the Leostream agent installer")
+    assert "failed (exit" in boot.log.read_text()
 
 
 @pytest.mark.parametrize("os_family", ["linux", "windows"])
@@ -327,8 +383,9 @@ def test_every_documented_variable_can_be_set_to_its_default(os_family):
         render(os_family, settings={name: defaults[name]})
 
 
-def test_bootstrap_tag_key_constant_is_the_playbook_default():
-    from vdi.userdata import BOOTSTRAP_TAG_KEY, _defaults
+def test_bootstrap_tag_keys_the_reader_uses_are_the_playbook_defaults():
+    from vdi.userdata import _defaults
 
-    assert _defaults("linux")["vdi_bootstrap_tag_key"] == BOOTSTRAP_TAG_KEY
-    assert _defaults("windows")["vdi_bootstrap_tag_key"] == BOOTSTRAP_TAG_KEY
+    for os_family in ("linux", "windows"):
+        assert _defaults(os_family)["vdi_bootstrap_tag_key"] == BOOTSTRAP_TAG_KEY
+        assert _defaults(os_family)["vdi_bootstrap_cause_tag_key"] == BOOTSTRAP_CAUSE_TAG_KEY

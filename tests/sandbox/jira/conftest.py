@@ -16,6 +16,9 @@ API_USER = "vdi-bot@studio.example"
 API_TOKEN = "sandbox-api-token-1234"
 ALICE = "712020:5b10ac8d82e05b22cc7d4e01"
 BOB = "712020:5b10ac8d82e05b22cc7d4e02"
+DANA = "712020:5b10ac8d82e05b22cc7d4e04"  # her profile hides her email
+DESKTOP_LOGIN = "customfield_10052"
+APPROVE, MARK_FAILED, RETRY = "11", "41", "81"
 
 
 @dataclass
@@ -26,9 +29,9 @@ class JiraSandbox:
     spec: SpecChecker
 
     def create_request(self, summary: str = "A desktop for Alice", bundle: str = "gpu", user: str = ALICE,
-                       issuetype: str = "Desktop Request") -> str:
+                       issuetype: str = "Desktop Request", **more_fields) -> str:
         fields = {"project": {"key": "VDI"}, "issuetype": {"name": issuetype}, "summary": summary,
-                  "customfield_10051": {"accountId": user}}
+                  "customfield_10051": {"accountId": user}, **more_fields}
         if issuetype == "Desktop Request":
             fields["customfield_10050"] = {"value": bundle}
         response = self.http.post(f"{self.url}/rest/api/2/issue", json={"fields": fields})

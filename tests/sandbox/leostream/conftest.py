@@ -1,10 +1,12 @@
-"""Fixtures for the Leostream sandbox: a served broker reading EC2 from a real moto server, a checked session."""
+"""Fixtures for the Leostream sandbox: a served broker reading EC2 from a real moto server (its first-boot stand-in
+playing each desktop's first boot in ``FIRST_BOOT_DELAY_S``), a checked session."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import boto3
 import pytest
@@ -19,6 +21,7 @@ from tests.sandbox.servers import serving
 API_USER = "vdi-api"
 API_PASSWORD = "sandbox-broker-password"
 REGION = "eu-west-2"  # a region of the shared moto server that only these tests use
+FIRST_BOOT_DELAY_S = 0.3  # a first boot, quick enough for tests, slow enough to be seen "running" first
 
 
 @dataclass
@@ -46,7 +49,7 @@ class LeostreamSandbox:
 
     def launch(self, name: str, **tags: str) -> str:
         ec2 = self.ec2()
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        image = region_image(self.aws)
         all_tags = [{"Key": "Name", "Value": name}] + [{"Key": k.replace("_", ":"), "Value": v}
                                                        for k, v in tags.items()]
         reservation = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge",
@@ -71,6 +74,22 @@ class LeostreamSandbox:
     def pool(self, pool_id: int) -> dict:
         return self.http.get(f"{self.api}/pools/{pool_id}").json()
 
+    def add_pool(self, name: str, definition: dict) -> int:
+        response = self.http.post(f"{self.api}/pools", json={"name": name, "pool_definition": definition})
+        assert response.status_code == 201, response.text
+        return response.json()["stored_data"]["id"]
+
+    def tags(self, instance_id: str) -> dict[str, str]:
+        [reservation] = self.ec2().describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return {t["Key"]: t["Value"] for t in reservation["Instances"][0].get("Tags", [])}
+
+
+@lru_cache(maxsize=None)
+def region_image(moto_endpoint: str) -> str:
+    """One of moto's images in the test region (listing them takes seconds: once per moto server)."""
+    ec2 = boto3.client("ec2", endpoint_url=moto_endpoint, region_name=REGION)
+    return ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
 
 def clear_region(moto_endpoint: str) -> None:
     """Terminate what earlier tests launched in this module's region (scans skip terminated instances)."""
@@ -90,12 +109,14 @@ def leostream_spec() -> SpecChecker:
 def make_leostream(aws: str, **config) -> Iterator[tuple[str, Flask]]:
     def build(url: str) -> Flask:
         return create_app({"LEOSTREAM_USER": API_USER, "LEOSTREAM_PASSWORD": API_PASSWORD,
-                           "AWS_ENDPOINT_URL": aws, "POLL_SCALE": 0, **config})
+                           "AWS_ENDPOINT_URL": aws, "POLL_SCALE": 0, "FIRST_BOOT_DELAY_S": FIRST_BOOT_DELAY_S,
+                           "FIRST_BOOT_POLL_S": 0.1, **config})
 
     with serving(build) as (url, app):
         try:
             yield url, app
         finally:
+            app.extensions["leostream_first_boot"].stopped.set()
             if poller := app.extensions.get("leostream_poller"):
                 poller.stopped.set()
 

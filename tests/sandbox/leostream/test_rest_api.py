@@ -6,6 +6,7 @@ from __future__ import annotations
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from tests.sandbox.leostream.conftest import API_PASSWORD, API_USER, REGION, make_leostream
 from tests.conftest import wait_until
@@ -202,12 +203,78 @@ def test_bad_input_gets_bad_data_with_the_fields_named(leostream):
 
 def test_missing_objects_are_404_without_a_body(leostream):
     leostream.login()
-    for path in ("/pools/404", "/policies/404", "/centers/404", "/policies/1/pool-assignments/404", "/no/such"):
+    for path in ("/pools/404", "/policies/404", "/centers/404", "/policies/1/pool-assignments/404", "/gateways/404"):
         with leostream.spec.sending_bad_requests():
             answer = leostream.http.get(f"{leostream.api}{path}")
         assert (answer.status_code, answer.content) == (404, b""), path
+        assert "Content-Type" not in answer.headers, path
     assert leostream.http.delete(f"{leostream.api}/pools/1").status_code == 409
     assert leostream.http.delete(f"{leostream.api}/policies/1").status_code == 409
+
+
+def test_paths_the_api_does_not_route_answer_404_with_leostreams_json_error_body(leostream):
+    """Outside the document, so sent past the checker; the body is checked against the vendor's error shape."""
+    sid = leostream.login()
+    error_shape = {**leostream.spec.spec["components"]["schemas"]["ErrorShortBasicModel"],
+                   "components": leostream.spec.spec["components"]}
+    calls = [("GET", "/rest/v1/no/such", {"Authorization": f"Bearer {sid}"}), ("GET", "/rest/v1/desktops", {}),
+             ("DELETE", "/rest/v1/centers", {"Authorization": f"Bearer {sid}"}), ("GET", "/", {})]
+    for method, path, headers in calls:
+        answer = requests.request(method, f"{leostream.url}{path}", headers=headers, timeout=5)
+        assert answer.status_code == 404 and answer.headers["Content-Type"] == "application/json", path
+        assert answer.json() == {"error_status": "NOT_FOUND", "error_message": f"No such API path: {method} {path}"}
+        assert list(Draft202012Validator(error_shape).iter_errors(answer.json())) == [], path
+
+
+def test_gateways_are_listed_added_and_read_as_the_document_describes(leostream):
+    leostream.login()
+    api, http = leostream.api, leostream.http
+    assert http.get(f"{api}/gateways").json() == []
+
+    added = http.post(f"{api}/gateways", json={"name": "gw-1", "address": "gw1.studio.example", "notes": "edge"})
+
+    assert added.status_code == 201
+    gateway = added.json()["stored_data"]
+    assert http.get(f"{api}/gateways").json() == [{"id": gateway["id"], "name": "gw-1"}]
+    assert http.get(f"{api}/gateways/{gateway['id']}").json() == gateway
+    assert (gateway["address"], gateway["address_private"], gateway["use_src_ip"], gateway["online"]) == (
+        "gw1.studio.example", "", 0, 1)
+    assert http.post(f"{api}/gateways", json={"name": "gw-1", "address": "other"}).status_code == 409
+    with leostream.spec.sending_bad_requests():
+        no_address = http.post(f"{api}/gateways", json={"name": "gw-2"})
+        bad_filtering = http.post(f"{api}/gateways", json={"name": "gw-2", "address": "gw2", "use_src_ip": 3})
+    assert no_address.status_code == 400 and no_address.json()["missing_fields"] == ["address"]
+    assert bad_filtering.status_code == 400 and bad_filtering.json()["errors"][0]["path"] == "/body/use_src_ip"
+    leostream.spec.assert_clean()
+
+
+def test_every_pool_definition_stays_within_the_vendors_enums(leostream):
+    leostream.login()
+    center = leostream.add_center()
+    enums = {name: schema["enum"] for name, schema in leostream.spec.spec["components"]["schemas"][
+        "PoolBasicModel"]["properties"]["pool_definition"]["properties"].items() if "enum" in schema}
+    assert {"restrict_by", "pool_attribute_join", "vm_tag_join"} <= set(enums)
+    created = [
+        leostream.add_pool("by name", {"restrict_by": "A", "vm_tag_join": "O", "attributes": [
+            {"vm_table_field": "name", "condition_type": "eq", "text_to_match": "vdi-VDI-1"}]}),
+        leostream.add_pool("by center", {"restrict_by": "C", "server_ids": [center["id"]]}),
+        leostream.add_pool("by hand", {"restrict_by": "H", "adhoc_vms": [{"id": 1000, "name": "vdi-VDI-1"}]}),
+    ]
+    for pool_id in [1, *created]:
+        definition = leostream.pool(pool_id)["pool_definition"]
+        for name, allowed in enums.items():
+            assert definition.get(name, allowed[0]) in allowed, (pool_id, name, definition.get(name))
+    wrong_values = [{"restrict_by": "C", "server_ids": [center["id"]], **value} for value in (
+        {"vm_tag_join": "X"}, {"pool_attribute_join": ""}, {"never_rogue": 2}, {"restrict_by": ""})]
+    wrong_values.append({"restrict_by": "H", "adhoc_vms": [1000]})  # desktops are objects {id, name}
+    with leostream.spec.sending_bad_requests():
+        refused = [leostream.http.post(f"{leostream.api}/pools", json={"name": "bad", "pool_definition": definition})
+                   for definition in wrong_values]
+    assert [r.status_code for r in refused] == [400] * 5
+    assert [r.json()["errors"][0]["path"] for r in refused] == [
+        "/body/pool_definition/vm_tag_join", "/body/pool_definition/pool_attribute_join",
+        "/body/pool_definition/never_rogue", "/body/pool_definition/restrict_by", "/body/pool_definition/adhoc_vms"]
+    leostream.spec.assert_clean()
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

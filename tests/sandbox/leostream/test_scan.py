@@ -13,26 +13,20 @@ def names(pool: dict) -> list[str]:
     return sorted(vm["name"] for vm in pool["vms_list"])
 
 
-def add_pool(leostream, name: str, definition: dict) -> int:
-    response = leostream.http.post(f"{leostream.api}/pools", json={"name": name, "pool_definition": definition})
-    assert response.status_code == 201, response.text
-    return response.json()["stored_data"]["id"]
-
-
 def test_scan_places_instances_into_pools_by_their_filters(leostream):
-    one = leostream.launch("vdi-VDI-1", vdi_issue="VDI-1")
-    leostream.launch("vdi-VDI-2", vdi_issue="VDI-2")
+    one = leostream.launch("vdi-VDI-1", project="lighting")
+    leostream.launch("vdi-VDI-2", project="layout")
     leostream.launch("render-node")
     leostream.login()
     center = leostream.add_center()
-    by_name = add_pool(leostream, "vdi-VDI-1", {"restrict_by": "A", "attributes": [
+    by_name = leostream.add_pool("vdi-VDI-1", {"restrict_by": "A", "attributes": [
         {"vm_table_field": "name", "condition_type": "eq", "text_to_match": "vdi-VDI-1"}]})
-    by_tag = add_pool(leostream, "issue VDI-2", {"restrict_by": "A", "attributes": [
-        {"vm_table_field": "tag_filter", "condition_type": "eq", "text_to_match": "vdi:issue=VDI-2"}]})
-    any_vdi = add_pool(leostream, "all vdi", {"restrict_by": "A", "pool_attribute_join": "O", "attributes": [
+    by_tag = leostream.add_pool("layout", {"restrict_by": "A", "attributes": [
+        {"vm_table_field": "tag_filter", "condition_type": "eq", "text_to_match": "project=layout"}]})
+    any_vdi = leostream.add_pool("all vdi", {"restrict_by": "A", "pool_attribute_join": "O", "attributes": [
         {"vm_table_field": "name", "condition_type": "bw", "text_to_match": "vdi-"},
         {"vm_table_field": "name", "condition_type": "eq", "text_to_match": "render-node"}]})
-    whole_center = add_pool(leostream, "center", {"restrict_by": "C", "server_ids": [center["id"]]})
+    whole_center = leostream.add_pool("center", {"restrict_by": "C", "server_ids": [center["id"]]})
     assert leostream.pool(by_name)["vms_list"] == []  # nothing is known before a scan
 
     leostream.scan(center["id"])
@@ -43,9 +37,9 @@ def test_scan_places_instances_into_pools_by_their_filters(leostream):
     assert names(leostream.pool(whole_center)) == ["render-node", "vdi-VDI-1", "vdi-VDI-2"]
     vm = leostream.pool(by_name)["vms_list"][0]
     assert vm == {"id": vm["id"], "name": "vdi-VDI-1", "display_name": "vdi-VDI-1", "status": 22,
-                  "hda_status": "Running", "out_of_service": 0, "user_id": 0}
+                  "hda_status": "", "out_of_service": 0, "user_id": 0}  # no Leostream agent on it
     desktops = {d["instance_id"]: d for d in requests.get(f"{leostream.url}/_sandbox/desktops", timeout=5).json()}
-    assert desktops[one]["tags"]["vdi:issue"] == "VDI-1" and desktops[one]["ip"]
+    assert desktops[one]["tags"]["project"] == "lighting" and desktops[one]["ip"]
     listed = {p["id"]: p for p in leostream.http.get(f"{leostream.api}/pools").json()}
     assert listed[1]["total_vm"] == 3 and listed[by_name]["available_vm"] == 1
     leostream.spec.assert_clean()
@@ -56,17 +50,18 @@ def test_rescan_follows_stopped_and_terminated_instances(leostream):
     gone = leostream.launch("vdi-VDI-4")
     leostream.login()
     center = leostream.add_center()
-    pool = add_pool(leostream, "vdi", {"restrict_by": "A", "attributes": [
+    pool = leostream.add_pool("vdi", {"restrict_by": "A", "attributes": [
         {"vm_table_field": "name", "condition_type": "bw", "text_to_match": "vdi-"}]})
     leostream.scan(center["id"])
     assert names(leostream.pool(pool)) == ["vdi-VDI-3", "vdi-VDI-4"]
+    leostream.app.extensions["leostream_broker"].report_agent(stopped)
     leostream.ec2().stop_instances(InstanceIds=[stopped])
     leostream.ec2().terminate_instances(InstanceIds=[gone])
     leostream.scan(center["id"])
     [vm] = leostream.pool(pool)["vms_list"]
     assert (vm["name"], vm["status"], vm["hda_status"]) == ("vdi-VDI-3", 23, "Stopped")
     stats = leostream.pool(pool)["pool_stats"]
-    assert stats["total_vm"] == 1 and stats["total_vm_stopped"] == 1
+    assert (stats["total_vm"], stats["total_vm_stopped"], stats["total_agent_running"]) == (1, 1, 0)
 
 
 def test_sign_in_hook_assigns_a_desktop_from_the_users_policy(leostream):
@@ -74,7 +69,7 @@ def test_sign_in_hook_assigns_a_desktop_from_the_users_policy(leostream):
     leostream.login()
     center = leostream.add_center()
     leostream.scan(center["id"])
-    pool = add_pool(leostream, "vdi-VDI-5", {"restrict_by": "A", "attributes": [
+    pool = leostream.add_pool("vdi-VDI-5", {"restrict_by": "A", "attributes": [
         {"vm_table_field": "name", "condition_type": "eq", "text_to_match": "vdi-VDI-5"}]})
     policy = leostream.http.post(f"{leostream.api}/policies", json={"name": "vdi-VDI-5"}).json()["stored_data"]
     leostream.http.post(f"{leostream.api}/policies/{policy['id']}/pool-assignments", json={"pool_id": pool})

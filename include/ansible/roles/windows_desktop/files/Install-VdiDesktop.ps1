@@ -34,9 +34,19 @@ function Write-Step([string]$Message) {
     Write-Output ("[vdi-bootstrap] {0} {1}" -f (Get-Date -Format s), $Message)
 }
 
-function Set-BootstrapTag([string]$Status) {
+function Set-BootstrapTag([string]$Status, [string]$Cause) {
+    # The outcome and, on failure, its cause in plain words, in one call: a reader never sees one without the other.
     if (-not $Vars.vdi_instance_id) { return }
-    New-EC2Tag -Region $Vars.vdi_region -Resource $Vars.vdi_instance_id -Tag @{ Key = $Vars.vdi_bootstrap_tag_key; Value = $Status }
+    $Tags = @(@{ Key = $Vars.vdi_bootstrap_tag_key; Value = $Status })
+    if ($Cause) { $Tags += @{ Key = $Vars.vdi_bootstrap_cause_tag_key; Value = $Cause } }
+    New-EC2Tag -Region $Vars.vdi_region -Resource $Vars.vdi_instance_id -Tag $Tags
+}
+
+function Save-Outcome([string]$Status, [string]$Cause) {
+    [ordered]@{
+        status = $Status; cause = $Cause; issue = $Vars.vdi_issue_key; request = $Vars.vdi_request_id
+        bundle = $Vars.vdi_bundle; broker = $Vars.vdi_broker_address; display_protocol = $Vars.vdi_display_protocol
+    } | ConvertTo-Json | Set-Content -Path (Join-Path $StateDir 'bootstrap.json')
 }
 
 function Save-Download([string]$Url, [string]$Sha256) {
@@ -78,9 +88,12 @@ function Open-FirewallPort([string]$Spec) {
     }
 }
 
+# $Step names what runs, in plain words: on failure it becomes the cause tag.
+$Step = 'Report that the setup started'
 try {
     Set-BootstrapTag 'running'
 
+    $Step = 'Install the base software'
     Write-Step 'base software'
     foreach ($Feature in $Vars.windows_desktop_features) {
         Install-WindowsFeature -Name $Feature | Out-Null
@@ -90,6 +103,7 @@ try {
         if ($Package) { Install-Msi $Package }
     }
 
+    $Step = 'Install the Leostream agent'
     Write-Step "Leostream agent, broker $($Vars.vdi_broker_address)"
     if (-not (Get-Service -Name $Vars.windows_desktop_agent_service -ErrorAction SilentlyContinue)) {
         $Installer = Save-Download $Vars.windows_desktop_agent_url $Vars.windows_desktop_agent_sha256
@@ -102,6 +116,7 @@ try {
     Set-Service -Name $Vars.windows_desktop_agent_service -StartupType Automatic
     Start-Service -Name $Vars.windows_desktop_agent_service
 
+    $Step = "Set up the display protocol $($Vars.vdi_display_protocol)"
     Write-Step "display protocol $($Vars.vdi_display_protocol)"
     switch ($Vars.vdi_display_protocol) {
         'rdp' {
@@ -116,20 +131,22 @@ try {
         default { throw "Unknown display protocol $($Vars.vdi_display_protocol)" }
     }
 
+    $Step = 'Open the firewall ports'
     Write-Step 'firewall'
     $Ports = @("$($Vars.leostream_agent_port)/tcp", "$($Vars.leostream_agent_port)/udp") + @($Vars.remote_display_ports.($Vars.vdi_display_protocol))
     foreach ($Spec in $Ports) {
         if ($Spec) { Open-FirewallPort $Spec }
     }
 
-    [ordered]@{
-        status = 'done'; issue = $Vars.vdi_issue_key; request = $Vars.vdi_request_id; bundle = $Vars.vdi_bundle
-        broker = $Vars.vdi_broker_address; display_protocol = $Vars.vdi_display_protocol
-    } | ConvertTo-Json | Set-Content -Path (Join-Path $StateDir 'bootstrap.json')
+    $Step = 'Report that the desktop is ready'
+    Save-Outcome 'done' ''
     Set-BootstrapTag 'done'
     Write-Step 'done'
 } catch {
     Write-Step "failed: $($_.Exception.Message)"
-    Set-BootstrapTag 'failed'
+    $Cause = "Setup step failed: $Step"
+    # The marker first: it tells the user data that this failure is reported, with its own cause.
+    Save-Outcome 'failed' $Cause
+    Set-BootstrapTag 'failed' $Cause
     throw
 }
