@@ -196,13 +196,17 @@ class Broker:
         return next(self._ids[kind])
 
     # --- sessions ----------------------------------------------------------------------------------
+    def user_named(self, user_login: str) -> dict | None:
+        """The user with this login; logins are case-insensitive, as the broker's POST /users treats them."""
+        return next((u for u in self.users.values() if u["user_login"].lower() == user_login.lower()), None)
+
     def login(self, user_login: str, password: str) -> str:
         with self.lock:
             if user_login == self.api_user and hmac.compare_digest(password, self.api_password):
                 sid = secrets.token_hex(16)
                 self.sessions[sid] = Session(sid, user_login, time.monotonic())
                 return sid
-            user = next((u for u in self.users.values() if u["user_login"] == user_login), None)
+            user = self.user_named(user_login)
             if user and user.get("is_local") and user.get("_password") == password:
                 raise BrokerError(403, "INSUFFICIENT_PERMISSIONS", "Access to API is not enabled in this user's "
                                   "role or the role has not enough permissions")
@@ -473,7 +477,7 @@ class Broker:
     # --- test hook: a user signs in through a Leostream client ---------------------------------------
     def sign_in(self, user_login: str) -> dict:
         with self.lock:
-            user = next((u for u in self.users.values() if u["user_login"] == user_login), None)
+            user = self.user_named(user_login)
             if user is None:
                 raise BrokerError(404, "NOT_FOUND", f"User \"{user_login}\" does not exist")
             policy = next((p for p in self.policies.values() if p["name"] == user["policy_name"]), None)
@@ -492,7 +496,7 @@ class Broker:
 
     def release(self, user_login: str) -> int:
         with self.lock:
-            user = next((u for u in self.users.values() if u["user_login"] == user_login), None)
+            user = self.user_named(user_login)
             if user is None:
                 raise BrokerError(404, "NOT_FOUND", f"User \"{user_login}\" does not exist")
             released = [d for d in self.desktops.values() if d.user_id == user["id"]]

@@ -38,7 +38,7 @@ def add_user():
             errors.append({"message": f"Role \"{role_name}\" not found", "path": "/body/role_name"})
         if errors:
             raise bad_data("User cannot be saved, some input data is not valid.", errors=errors)
-        if any(u["user_login"].lower() == accepted["user_login"].lower() for u in b.users.values()):
+        if b.user_named(accepted["user_login"]) is not None:
             raise BrokerError(409, "EXISTS_ALREADY", f"User \"{accepted['user_login']}\" already exists")
         password = accepted.pop("password", None)
         user = {"id": b.next_id("user"), **accepted, "policy_name": policy_name, "role_name": role_name,

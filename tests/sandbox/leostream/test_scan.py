@@ -81,7 +81,8 @@ def test_sign_in_hook_assigns_a_desktop_from_the_users_policy(leostream):
 
     assert signed_in.status_code == 200 and signed_in.json()["desktop"]["name"] == "vdi-VDI-5"
     assert leostream.pool(pool)["vms_list"][0]["user_id"] == user["id"]
-    again = requests.post(f"{leostream.url}/_sandbox/sign-in", json={"user_login": "alice"}, timeout=5).json()
+    # Logins are case-insensitive: Alice signing in as "ALICE" is the same user.
+    again = requests.post(f"{leostream.url}/_sandbox/sign-in", json={"user_login": "ALICE"}, timeout=5).json()
     assert again["desktop"]["id"] == signed_in.json()["desktop"]["id"]
     assert leostream.http.get(f"{leostream.api}/pools").json()[1]["assigned_vm"] == 1
     nobody = requests.post(f"{leostream.url}/_sandbox/sign-in", json={"user_login": "mallory"}, timeout=5)
