@@ -2,21 +2,32 @@
 ### vdi_provision: from an approved Jira ticket to a ready Leostream desktop
 
 One run per webhook delivery (the bridge triggers it with `conf = {"delivery_id", "issue_key", "event"}`),
-or a manual run from the UI with the **issue_key** param.
+or a manual run from the UI with the **issue_key** param (and **force**, see below).
 
 `validate` → `dedupe` → `persist` → `jira_in_progress` → `launch_instance` → `wait_instance_running`
-→ `register_desktop` → `wait_desktop_in_pool` → `jira_ready`
+→ `wait_bootstrap` → `register_desktop` → `wait_desktop_in_pool` → `wait_agent_running` → `jira_ready`
 
 * The ticket is read fresh from Jira; one not in the trigger status (default *Approved*) is left alone.
 * One desktop per ticket: a ticket already in progress or ready makes the run a no-op.
-* A failed request is resumed by clearing the failed task of its run, or by a manual run with its
-  **issue_key** (whatever the ticket's status); never by another webhook delivery.
+* *Ready* means it works: the desktop's first boot tagged its instance `vdi:bootstrap=done` (a `failed` tag,
+  or no tag within `VDI_BOOTSTRAP_TIMEOUT_S` of the launch, fails the run) and the broker counts the
+  desktop's Leostream agent running in its pool.
+* A failed request is provisioned again by Jira's **Retry** (Failed → Approved, through the webhook), by
+  clearing the failed task of its run, or by a manual run with its **issue_key** (whatever the ticket's
+  status). What exists is reused: a stopped instance is started, a terminated or lost one relaunched under a
+  new launch generation (the ClientToken changes with it), one whose first boot failed is replaced.
+* A request stuck *in progress* whose run is no longer running (marked failed or success in the UI, or
+  deleted): trigger a manual run with its **issue_key** and **force** = true to take it over.
+* Only the run that owns the request moves it on; a run that does not (a stray delivery, a run whose
+  request was taken over) skips its remaining steps and changes nothing.
 * Requests outside the catalog's guardrails get a Jira comment and the state `rejected`; no AWS call.
 * Every step is safe to rerun: clear a failed task to resume from there, or clear the whole run; nothing
   happens twice (tagged instance lookup + ClientToken, broker look-ups before creates, comment markers,
   status read before each transition).
-* After the last retry a task of the run that owns the request posts a readable comment, moves the ticket
-  to *Failed* and records the state `failed` at that step.
+* Every try is bounded (`VDI_TASK_TIMEOUT_S`; waits by `VDI_WAIT_TIMEOUT_S`, holding no worker slot).
+* After the last retry a task of the owning run records the state `failed` at that step, disposes of the
+  instance as the catalog says (terminate, stop or keep), moves the ticket to *Failed* and comments in
+  plain words what happened and what to do; the full cause is in the event log and the task log.
 
 Logic lives in `plugins/vdi/provision.py`; this file only wires it.
 """
@@ -26,7 +37,7 @@ from __future__ import annotations
 import pendulum
 
 from airflow.sdk import Param, dag, get_current_context, task
-from vdi.callbacks import on_task_failure
+from vdi.callbacks import current_run, on_task_failure, task_outcome
 from vdi.dag_defaults import AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, sensor_settings, task_defaults
 from vdi.request import ISSUE_KEY_PATTERN, DesktopRequest, JiraFieldConfig
 from vdi.settings import load
@@ -43,9 +54,7 @@ def _issue_key() -> str:
 
 
 def _run() -> Run:
-    """This run, and whether a person started it (no webhook delivery behind it)."""
-    context = get_current_context()
-    return Run(context["run_id"], manual=not context["params"].get("delivery_id"))
+    return current_run(get_current_context())
 
 
 @dag(
@@ -60,6 +69,8 @@ def _run() -> Run:
     params={
         "issue_key": Param(None, type=["null", "string"], pattern=ISSUE_KEY_PATTERN,
                            description="Jira issue key of the desktop request, e.g. VDI-123"),
+        "force": Param(False, type="boolean",
+                       description="Take over a request stuck in progress under a run that is no longer running"),
         "delivery_id": Param(None, type=["null", "string"], description="Set by the webhook bridge"),
         "event": Param(None, type=["null", "string"], description="Set by the webhook bridge"),
     },
@@ -69,18 +80,16 @@ def vdi_provision():
     def validate() -> dict | None:
         from vdi import provision
         from vdi.jira import JiraTicket
-        from vdi.store.db import connect
 
-        with connect(autocommit=True) as conn:
+        with provision.database() as conn:
             return provision.validate(JiraTicket.from_connection(), _issue_key(), JiraFieldConfig.from_env(), conn,
                                       _run())
 
     @task.short_circuit(task_id=Step.DEDUPE.value)
     def dedupe(request: dict) -> bool:
         from vdi import provision
-        from vdi.store.db import connect
 
-        with connect(autocommit=True) as conn:
+        with provision.database() as conn:
             return provision.dedupe(conn, DesktopRequest.model_validate(request), _run(),
                                     load().jira_trigger_status)
 
@@ -89,9 +98,8 @@ def vdi_provision():
         from vdi import provision
         from vdi.catalog import load_catalog
         from vdi.jira import JiraTicket
-        from vdi.store.db import connect
 
-        with connect(autocommit=True) as conn:
+        with provision.database() as conn:
             return provision.persist(conn, JiraTicket.from_connection(), DesktopRequest.model_validate(request),
                                      _run(), load_catalog(), load().jira_trigger_status)
 
@@ -100,11 +108,10 @@ def vdi_provision():
         from vdi import provision
         from vdi.catalog import load_catalog
         from vdi.jira import JiraTicket
-        from vdi.store.db import connect
 
         desktop = DesktopRequest.model_validate(request)
-        with connect(autocommit=True) as conn:
-            provision.mark_in_progress(conn, JiraTicket.from_connection(), desktop,
+        with task_outcome(), provision.database() as conn:
+            provision.mark_in_progress(conn, JiraTicket.from_connection(), desktop, _run(),
                                        load_catalog().resolve_os(desktop))
 
     @task(task_id=Step.LAUNCH_INSTANCE.value, pool=AWS_POOL)
@@ -113,33 +120,44 @@ def vdi_provision():
         from vdi.catalog import load_catalog
         from vdi.ec2 import aws_client
         from vdi.leostream import LeostreamHook
-        from vdi.store.db import connect
         from vdi.userdata import desktop_user_data
 
         catalog = load_catalog()
         desktop = DesktopRequest.model_validate(request)
         os_family = catalog.resolve_os(desktop)
         user_data = desktop_user_data(desktop, os_family, broker_address=LeostreamHook().broker_address(),
-                                      region=catalog.region, playbook_bucket=load().playbook_bucket)
-        with connect(autocommit=True) as conn:
-            return provision.launch(conn, aws_client("ec2"), desktop, catalog, os_family, user_data)
+                                      region=catalog.region, playbook_bucket=load().playbook_bucket,
+                                      display_protocol=catalog.bundles[desktop.bundle].leostream.display_protocol)
+        with task_outcome(), provision.database() as conn:
+            return provision.launch(conn, aws_client("ec2"), desktop, _run(), catalog, os_family, user_data,
+                                    load().bootstrap_timeout_s)
 
     @task.sensor(task_id=Step.WAIT_INSTANCE_RUNNING.value, pool=AWS_POOL, **sensor_settings())
-    def wait_instance_running(instance_id: str) -> bool:
+    def wait_instance_running(request: dict, instance_id: str) -> bool:
         from vdi import provision
         from vdi.ec2 import aws_client
 
-        return provision.instance_ready(aws_client("ec2"), instance_id)
+        with task_outcome(), provision.database() as conn:
+            return provision.instance_ready(conn, aws_client("ec2"), DesktopRequest.model_validate(request),
+                                            _run(), instance_id)
+
+    @task.sensor(task_id=Step.WAIT_BOOTSTRAP.value, pool=AWS_POOL, **sensor_settings())
+    def wait_bootstrap(request: dict, instance_id: str) -> bool:
+        from vdi import provision
+        from vdi.ec2 import aws_client
+
+        with task_outcome(), provision.database() as conn:
+            return provision.bootstrap_finished(conn, aws_client("ec2"), DesktopRequest.model_validate(request),
+                                                _run(), instance_id, load().bootstrap_timeout_s)
 
     @task(task_id=Step.REGISTER_DESKTOP.value, pool=LEOSTREAM_POOL)
     def register_desktop(request: dict, instance_id: str) -> dict:
         from vdi import provision
         from vdi.catalog import load_catalog
         from vdi.leostream import broker_session
-        from vdi.store.db import connect
 
-        with connect(autocommit=True) as conn, broker_session() as broker:
-            return provision.register(conn, broker, DesktopRequest.model_validate(request), load_catalog(),
+        with task_outcome(), provision.database() as conn, broker_session() as broker:
+            return provision.register(conn, broker, DesktopRequest.model_validate(request), _run(), load_catalog(),
                                       instance_id)
 
     @task.sensor(task_id=Step.WAIT_DESKTOP_IN_POOL.value, pool=LEOSTREAM_POOL, **sensor_settings())
@@ -147,19 +165,28 @@ def vdi_provision():
         from vdi import provision
         from vdi.leostream import broker_session
 
-        with broker_session() as broker:
-            return provision.desktop_discovered(broker, DesktopRequest.model_validate(request), registration)
+        with task_outcome(), provision.database() as conn, broker_session() as broker:
+            return provision.desktop_discovered(conn, broker, DesktopRequest.model_validate(request), _run(),
+                                                registration)
+
+    @task.sensor(task_id=Step.WAIT_AGENT_RUNNING.value, pool=LEOSTREAM_POOL, **sensor_settings())
+    def wait_agent_running(request: dict, registration: dict) -> bool:
+        from vdi import provision
+        from vdi.leostream import broker_session
+
+        with task_outcome(), provision.database() as conn, broker_session() as broker:
+            return provision.agent_running(conn, broker, DesktopRequest.model_validate(request), _run(),
+                                           registration)
 
     @task(task_id=Step.JIRA_READY.value, pool=JIRA_POOL)
     def jira_ready(request: dict, registration: dict, instance_id: str) -> None:
         from vdi import provision
         from vdi.jira import JiraTicket
         from vdi.leostream import LeostreamHook
-        from vdi.store.db import connect
 
-        with connect(autocommit=True) as conn:
+        with task_outcome(), provision.database() as conn:
             provision.finish_ready(conn, JiraTicket.from_connection(), DesktopRequest.model_validate(request),
-                                   registration, LeostreamHook().broker_address(), instance_id)
+                                   _run(), registration, LeostreamHook().broker_address(), instance_id)
 
     request = validate()
     in_progress = jira_in_progress(request)
@@ -167,8 +194,9 @@ def vdi_provision():
     instance_id = launch_instance(request)
     in_progress >> instance_id
     registration = register_desktop(request, instance_id)
-    wait_instance_running(instance_id) >> registration
-    wait_desktop_in_pool(request, registration) >> jira_ready(request, registration, instance_id)
+    wait_instance_running(request, instance_id) >> wait_bootstrap(request, instance_id) >> registration
+    (wait_desktop_in_pool(request, registration) >> wait_agent_running(request, registration)
+     >> jira_ready(request, registration, instance_id))
 
 
 vdi_provision()

@@ -3,11 +3,15 @@ extra read the way requests takes it. One home for both."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
+
+from vdi.settings import load
 
 # Statuses that say "not processed, try again": safe to resend whatever the method.
 _ALWAYS_RETRY = frozenset({429, 503})
@@ -17,7 +21,9 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class ExternalRetry(Retry):
-    """Exponential backoff with jitter that honours ``Retry-After`` and never resends a maybe-done write."""
+    """Exponential backoff with jitter that honours ``Retry-After`` up to ``retry_after_max`` and never resends a
+    maybe-done write. A longer ``Retry-After`` ends the call at once with the server's answer: the task fails
+    this try and Airflow's retry, which holds no worker slot while it waits, takes over."""
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if self.total is not None and self.total < 0:
@@ -26,8 +32,25 @@ class ExternalRetry(Retry):
             return True
         return status_code in _RETRY_IF_IDEMPOTENT and method.upper() in _IDEMPOTENT
 
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if response is not None and self._asks_too_long(response):
+            raise MaxRetryError(_pool, url, ResponseError(  # type: ignore[arg-type]
+                f"Retry-After {response.headers['Retry-After']!r} is beyond {self.retry_after_max} s"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
-def retry_policy(attempts: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 30) -> ExternalRetry:
+    def _asks_too_long(self, response) -> bool:
+        value = response.headers.get("Retry-After")
+        if not value:
+            return False
+        try:
+            return self.new(retry_after_max=math.inf).parse_retry_after(value) > self.retry_after_max
+        except InvalidHeader:
+            return False
+
+
+def retry_policy(attempts: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 30,
+                 retry_after_max_s: float | None = None) -> ExternalRetry:
+    """The shared policy; ``retry_after_max_s`` defaults to ``VDI_RETRY_AFTER_MAX_S``."""
     return ExternalRetry(
         total=attempts,
         connect=attempts,
@@ -39,6 +62,7 @@ def retry_policy(attempts: int = 5, backoff_s: float = 0.5, max_backoff_s: float
         backoff_jitter=backoff_s,
         backoff_max=max_backoff_s,
         respect_retry_after_header=True,
+        retry_after_max=load().retry_after_max_s if retry_after_max_s is None else retry_after_max_s,
         raise_on_status=False,
     )
 

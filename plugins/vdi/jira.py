@@ -46,7 +46,10 @@ class JiraTicket:
             credentials = {"username": connection.login, "password": connection.password}
         else:
             credentials = {"token": connection.password}
-        return cls(Jira(url=connection.host or "", session=session, api_version="2", **credentials))
+        # The session's policy (vdi.http_retry) already honours a short Retry-After; the client's own would sleep
+        # through a long one.
+        return cls(Jira(url=connection.host or "", session=session, api_version="2", retry_with_header=False,
+                        **credentials))
 
     def issue(self, issue_key: str) -> dict[str, Any]:
         return self.client.get_issue(issue_key)

@@ -3,8 +3,8 @@ move a request on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -30,12 +30,23 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+def _assume_running(run_id: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Run:
-    """A DAG run asking to work on a ticket; ``manual`` when a person started it (no webhook delivery)."""
+    """A DAG run asking to work on a ticket.
+
+    ``manual`` when a person started it (no webhook delivery), ``force`` when that person asked to take over a
+    request stuck under a run that is no longer running; ``is_running`` says whether another run of the DAG is
+    still queued or running (without Airflow at hand: assume it is, and take nothing over).
+    """
 
     run_id: str
     manual: bool = False
+    force: bool = False
+    is_running: Callable[[str], bool] = field(default=_assume_running, compare=False, repr=False)
 
 
 def refusal(issue_key: str, row: Mapping[str, Any] | None, run: Run, ticket_status: str | None,
@@ -44,25 +55,42 @@ def refusal(issue_key: str, row: Mapping[str, Any] | None, run: Run, ticket_stat
     Jira status); "" when it may. Every step that asks asks this.
 
     - A run resumes its own claim (in progress or failed), whatever the ticket's status.
-    - A failed request is resumed by a manual run, whatever the ticket's status; never by another webhook
-      delivery: the failure comment itself causes one, and resuming on it would loop.
-    - A request in progress under another run, ready, being removed or removed is left alone.
+    - A failed request is taken over by a manual run, whatever the ticket's status, or by a webhook run once
+      the ticket is back in the trigger status (Jira's *Retry*). The failure comment's own delivery finds the
+      ticket in *Failed* and stops there, so a failure does not restart itself; nor does one that could not
+      move the ticket to *Failed* (``ticket_failed`` false in the row's ``failure`` detail).
+    - A request in progress under another run is left alone while that run is queued or running; once it is
+      not (marked failed or success in the UI, or deleted), a manual run with ``force`` takes it over.
+    - A ready request, or one being removed or removed, is left alone.
     - Otherwise (new, received or rejected: the ticket may have been corrected) the ticket must be in the
       trigger status.
     """
     state = RequestState(row["state"]) if row else None
     owner = row["owner_run_id"] if row else None
+    in_trigger_status = (ticket_status or "").lower() == trigger_status.lower()
     if state in (RequestState.IN_PROGRESS, RequestState.FAILED) and owner == run.run_id:
         return ""
     if state == RequestState.FAILED:
-        if run.manual:
+        retried_in_jira = in_trigger_status and _failure_moved_ticket(row)
+        if run.manual or retried_in_jira:
             return ""
-        return (f"{issue_key} failed at {row['step']}: clear the failed task of run {owner}"
-                f" or trigger vdi_provision by hand with issue_key {issue_key}")
+        return (f"{issue_key} failed at {row['step']}: use Retry on the ticket, clear the failed task of run "
+                f"{owner}, or trigger vdi_provision by hand with issue_key {issue_key}")
     if state == RequestState.IN_PROGRESS:
+        if run.manual and owner and not run.is_running(owner):
+            if run.force:
+                return ""
+            return (f"{issue_key} is in_progress by run {owner}, which is no longer running: trigger again with"
+                    f" force to take it over")
         return f"{issue_key} is already in_progress by run {owner}"
     if state in (RequestState.READY, RequestState.REMOVING, RequestState.REMOVED):
         return f"{issue_key} is already {state.value}"
-    if (ticket_status or "").lower() != trigger_status.lower():
+    if not in_trigger_status:
         return f"{issue_key} is {ticket_status!r}, not {trigger_status!r}"
     return ""
+
+
+def _failure_moved_ticket(row: Mapping[str, Any]) -> bool:
+    """Whether the recorded failure moved the ticket to Failed (older rows, without the record: assume so)."""
+    failure = (row.get("detail") or {}).get("failure") or {}
+    return failure.get("ticket_failed", True) is not False

@@ -13,8 +13,10 @@ class Step(StrEnum):
     JIRA_IN_PROGRESS = "jira_in_progress"
     LAUNCH_INSTANCE = "launch_instance"
     WAIT_INSTANCE_RUNNING = "wait_instance_running"
+    WAIT_BOOTSTRAP = "wait_bootstrap"
     REGISTER_DESKTOP = "register_desktop"
     WAIT_DESKTOP_IN_POOL = "wait_desktop_in_pool"
+    WAIT_AGENT_RUNNING = "wait_agent_running"
     JIRA_READY = "jira_ready"
 
     @property
@@ -30,7 +32,9 @@ _TITLES = {
     Step.JIRA_IN_PROGRESS: "updating the ticket",
     Step.LAUNCH_INSTANCE: "launching the EC2 instance",
     Step.WAIT_INSTANCE_RUNNING: "waiting for the instance to pass its status checks",
+    Step.WAIT_BOOTSTRAP: "setting up the desktop at its first boot",
     Step.REGISTER_DESKTOP: "registering the desktop with Leostream",
     Step.WAIT_DESKTOP_IN_POOL: "waiting for Leostream to discover the desktop",
+    Step.WAIT_AGENT_RUNNING: "waiting for the desktop's Leostream agent to report in",
     Step.JIRA_READY: "handing the desktop over on the ticket",
 }

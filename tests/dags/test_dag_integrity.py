@@ -20,8 +20,10 @@ DAG_FILES = sorted(p.name for p in DAGS_DIR.glob("*.py") if not p.name.startswit
 STEP_POOLS = {
     Step.VALIDATE: "jira_api", Step.DEDUPE: "default_pool", Step.PERSIST: "jira_api",
     Step.JIRA_IN_PROGRESS: "jira_api", Step.LAUNCH_INSTANCE: "aws_api", Step.WAIT_INSTANCE_RUNNING: "aws_api",
-    Step.REGISTER_DESKTOP: "leostream_api", Step.WAIT_DESKTOP_IN_POOL: "leostream_api", Step.JIRA_READY: "jira_api",
+    Step.WAIT_BOOTSTRAP: "aws_api", Step.REGISTER_DESKTOP: "leostream_api", Step.WAIT_DESKTOP_IN_POOL: "leostream_api",
+    Step.WAIT_AGENT_RUNNING: "leostream_api", Step.JIRA_READY: "jira_api",
 }
+WAITING_STEPS = (Step.WAIT_INSTANCE_RUNNING, Step.WAIT_BOOTSTRAP, Step.WAIT_DESKTOP_IN_POOL, Step.WAIT_AGENT_RUNNING)
 
 
 @pytest.fixture(scope="module")
@@ -53,22 +55,31 @@ def test_the_dag_file_imports_nothing_heavy_at_parse():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     added = set(json.loads(result.stdout.strip().splitlines()[-1]))
     assert {m for m in added if m.startswith("vdi.")} <= {
-        "vdi.callbacks", "vdi.dag_defaults", "vdi.request", "vdi.settings", "vdi.states", "vdi.steps"}
+        "vdi.callbacks", "vdi.dag_defaults", "vdi.identity", "vdi.request", "vdi.settings", "vdi.states", "vdi.steps"}
     assert not {m.split(".")[0] for m in added} & {"psycopg", "boto3", "botocore", "atlassian", "requests", "jinja2"}
 
 
-def test_the_task_ids_are_the_step_list_and_each_step_runs_after_the_ones_before_it(dag):
+def test_the_task_ids_are_the_step_list_and_the_steps_run_one_after_another_in_its_order(dag):
     assert sorted(t.task_id for t in dag.tasks) == sorted(s.value for s in Step)
     order = list(Step)
     for task in dag.tasks:
         assert all(order.index(Step(up)) < order.index(Step(task.task_id)) for up in task.upstream_task_ids), task
+    # One after another: a failed step leaves no other step of the run working on the request.
+    for before, after in zip(order, order[1:]):
+        assert after.value in dag.get_task(before.value).downstream_task_ids, (before, after)
 
 
-def test_every_task_retries_with_backoff_from_the_settings_and_reports_its_last_failure(dag):
+def test_ready_is_reached_only_through_the_bootstrap_and_the_agent_checks(dag):
+    upstream = dag.get_task(Step.JIRA_READY.value).get_flat_relative_ids(upstream=True)
+    assert {Step.WAIT_BOOTSTRAP.value, Step.WAIT_AGENT_RUNNING.value} <= upstream
+
+
+def test_every_task_retries_with_backoff_from_the_settings_is_bounded_and_reports_its_last_failure(dag):
     defaults = task_defaults()
     for task in dag.tasks:
         assert (task.retries, task.retry_delay, task.max_retry_delay) == (
             defaults["retries"], defaults["retry_delay"], defaults["max_retry_delay"]), task.task_id
+        assert task.execution_timeout == defaults["execution_timeout"], task.task_id
         assert task.retry_exponential_backoff, task.task_id
         assert task.on_failure_callback in (on_task_failure, [on_task_failure]), task.task_id
 
@@ -81,7 +92,7 @@ def test_every_task_runs_in_the_pool_of_the_system_it_calls_and_the_pools_are_de
 
 def test_the_waiting_steps_hold_no_worker_slot_and_use_the_settings_timing(dag):
     timing = sensor_settings()
-    for step in (Step.WAIT_INSTANCE_RUNNING, Step.WAIT_DESKTOP_IN_POOL):
+    for step in WAITING_STEPS:
         sensor = dag.get_task(step.value)
         assert (sensor.mode, sensor.poke_interval, sensor.timeout) == (
             "reschedule", timing["poke_interval"], timing["timeout"])
@@ -98,8 +109,10 @@ def test_a_runs_conf_overrides_the_params_and_a_bad_issue_key_is_refused(dag):
 
     task = dag.get_task(Step.VALIDATE.value)
     assert process_params(dag, task, None, suppress_exception=False) == {
-        "issue_key": None, "delivery_id": None, "event": None}
-    conf = {"issue_key": "VDI-123", "delivery_id": "d-1", "event": "jira:issue_updated"}
+        "issue_key": None, "force": False, "delivery_id": None, "event": None}
+    conf = {"issue_key": "VDI-123", "force": False, "delivery_id": "d-1", "event": "jira:issue_updated"}
     assert process_params(dag, task, conf, suppress_exception=False) == conf
-    with pytest.raises(ParamValidationError):
-        process_params(dag, task, {"issue_key": "vdi-1; drop"}, suppress_exception=False)
+    assert process_params(dag, task, {"issue_key": "VDI-9", "force": True}, suppress_exception=False)["force"]
+    for bad in ({"issue_key": "vdi-1; drop"}, {"issue_key": "VDI-9", "force": "yes"}):
+        with pytest.raises(ParamValidationError):
+            process_params(dag, task, bad, suppress_exception=False)

@@ -92,6 +92,13 @@ class AirflowApi:
     def post(self, path: str, body: dict):
         return self._request("POST", path, json=body).json()
 
+    def patch(self, path: str, body: dict):
+        return self._request("PATCH", path, json=body).json()
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        """A manual run of ``dag_id`` with ``conf``, as from the UI's trigger form; its run id."""
+        return self.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})["dag_run_id"]
+
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
 
