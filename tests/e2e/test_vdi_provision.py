@@ -237,7 +237,9 @@ def test_fault_at_a_step_fails_with_a_plain_comment_and_a_retry_recovers(
     jira.set_issue_status_by_transition_id(issue_key, approve)  # one POST: untouched by the faults above
     row = wait_for_state(local_stack, issue_key, "failed", "ready")
     assert (row["state"], row["step"]) == ("failed", step)
-    failure_comments = our_comments(jira, issue_key, f"failed-{step}-")
+    # The state is recorded first; the ticket's move to Failed (retried while Jira answers 503) and the comment follow.
+    failure_comments = wait_until(lambda: our_comments(jira, issue_key, f"failed-{step}-"), 120,
+                                  "the failure comment", interval_s=1)
     assert len(failure_comments) == 1
     body = failure_comments[0]["body"]
     assert "Traceback" not in body and local_stack["LEOSTREAM_PASSWORD"] not in body
