@@ -24,7 +24,8 @@ or a manual run from the UI with the **issue_key** param (and **force**, see bel
 * Every step is safe to rerun: clear a failed task to resume from there, or clear the whole run; nothing
   happens twice (tagged instance lookup + ClientToken, broker look-ups before creates, comment markers,
   status read before each transition).
-* Every try is bounded (`VDI_TASK_TIMEOUT_S`; waits by `VDI_WAIT_TIMEOUT_S`, holding no worker slot).
+* Every try is bounded (`VDI_TASK_TIMEOUT_S`; waits by `VDI_WAIT_TIMEOUT_S`). A wait's task hands the waiting
+  to Airflow's triggerer, which checks every `VDI_POKE_INTERVAL_S` and ends the task: no worker slot, no process.
 * After the last retry a task of the owning run records the state `failed` at that step, disposes of the
   instance as the catalog says (terminate, stop or keep), moves the ticket to *Failed* and comments in
   plain words what happened and what to do; the full cause is in the event log and the task log.
@@ -38,11 +39,13 @@ import pendulum
 
 from airflow.sdk import Param, dag, get_current_context, task
 from vdi.callbacks import current_run, on_task_failure, task_outcome
-from vdi.dag_defaults import AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, sensor_settings, task_defaults
+from vdi.dag_defaults import (AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, MAX_ACTIVE_PROVISION_RUNS, task_defaults,
+                              wait_settings)
 from vdi.request import ISSUE_KEY_PATTERN, DesktopRequest, JiraFieldConfig
 from vdi.settings import load
 from vdi.states import Run
 from vdi.steps import Step
+from vdi.waits import StepWait
 
 
 def _issue_key() -> str:
@@ -64,7 +67,7 @@ def _run() -> Run:
     catchup=False,
     doc_md=__doc__,
     tags=["vdi", "provisioning"],
-    max_active_runs=16,
+    max_active_runs=MAX_ACTIVE_PROVISION_RUNS,
     default_args={**task_defaults(), "on_failure_callback": on_task_failure},
     params={
         "issue_key": Param(None, type=["null", "string"], pattern=ISSUE_KEY_PATTERN,
@@ -132,24 +135,6 @@ def vdi_provision():
             return provision.launch(conn, aws_client("ec2"), desktop, _run(), catalog, os_family, user_data,
                                     load().bootstrap_timeout_s)
 
-    @task.sensor(task_id=Step.WAIT_INSTANCE_RUNNING.value, pool=AWS_POOL, **sensor_settings())
-    def wait_instance_running(request: dict, instance_id: str) -> bool:
-        from vdi import provision
-        from vdi.ec2 import aws_client
-
-        with task_outcome(), provision.database() as conn:
-            return provision.instance_ready(conn, aws_client("ec2"), DesktopRequest.model_validate(request),
-                                            _run(), instance_id)
-
-    @task.sensor(task_id=Step.WAIT_BOOTSTRAP.value, pool=AWS_POOL, **sensor_settings())
-    def wait_bootstrap(request: dict, instance_id: str) -> bool:
-        from vdi import provision
-        from vdi.ec2 import aws_client
-
-        with task_outcome(), provision.database() as conn:
-            return provision.bootstrap_finished(conn, aws_client("ec2"), DesktopRequest.model_validate(request),
-                                                _run(), instance_id, load().bootstrap_timeout_s)
-
     @task(task_id=Step.REGISTER_DESKTOP.value, pool=LEOSTREAM_POOL)
     def register_desktop(request: dict, instance_id: str) -> dict:
         from vdi import provision
@@ -159,24 +144,6 @@ def vdi_provision():
         with task_outcome(), provision.database() as conn, broker_session() as broker:
             return provision.register(conn, broker, DesktopRequest.model_validate(request), _run(), load_catalog(),
                                       instance_id)
-
-    @task.sensor(task_id=Step.WAIT_DESKTOP_IN_POOL.value, pool=LEOSTREAM_POOL, **sensor_settings())
-    def wait_desktop_in_pool(request: dict, registration: dict) -> bool:
-        from vdi import provision
-        from vdi.leostream import broker_session
-
-        with task_outcome(), provision.database() as conn, broker_session() as broker:
-            return provision.desktop_discovered(conn, broker, DesktopRequest.model_validate(request), _run(),
-                                                registration)
-
-    @task.sensor(task_id=Step.WAIT_AGENT_RUNNING.value, pool=LEOSTREAM_POOL, **sensor_settings())
-    def wait_agent_running(request: dict, registration: dict) -> bool:
-        from vdi import provision
-        from vdi.leostream import broker_session
-
-        with task_outcome(), provision.database() as conn, broker_session() as broker:
-            return provision.agent_running(conn, broker, DesktopRequest.model_validate(request), _run(),
-                                           registration)
 
     @task(task_id=Step.JIRA_READY.value, pool=JIRA_POOL)
     def jira_ready(request: dict, registration: dict, instance_id: str) -> None:
@@ -194,8 +161,13 @@ def vdi_provision():
     instance_id = launch_instance(request)
     in_progress >> instance_id
     registration = register_desktop(request, instance_id)
-    wait_instance_running(request, instance_id) >> wait_bootstrap(request, instance_id) >> registration
-    (wait_desktop_in_pool(request, registration) >> wait_agent_running(request, registration)
+    waits = wait_settings()
+    (StepWait(step=Step.WAIT_INSTANCE_RUNNING, pool=AWS_POOL, request=request, instance_id=instance_id, **waits)
+     >> StepWait(step=Step.WAIT_BOOTSTRAP, pool=AWS_POOL, request=request, instance_id=instance_id, **waits)
+     >> registration)
+    (StepWait(step=Step.WAIT_DESKTOP_IN_POOL, pool=LEOSTREAM_POOL, request=request, registration=registration, **waits)
+     >> StepWait(step=Step.WAIT_AGENT_RUNNING, pool=LEOSTREAM_POOL, request=request, registration=registration,
+                 **waits)
      >> jira_ready(request, registration, instance_id))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.stack.settings import DEFAULT_PORTS, STACK_ENV_KEYS
+from sandbox.stack.settings import DEFAULT_PORTS, STACK_ENV_KEYS, STACK_SETTINGS
 from vdi.provider import LEOSTREAM_CONNECTION
 from vdi.settings import SETTINGS
 from vdi.states import DeliveryStatus
@@ -151,6 +151,7 @@ def test_configuration_names_the_local_stack_keys_and_port_variables_with_their_
 
 def test_every_vdi_and_bridge_variable_the_pages_name_is_one_the_code_reads():
     known = ({s.variable for s in SETTINGS} | bridge_variables() | set(STACK_ENV_KEYS)
+             | {s.variable for s in STACK_SETTINGS}
              | {variable for variable, _ in DEFAULT_PORTS.values()} | UNTABLED_VARIABLES)
     for page in PAGES:
         unknown = sorted(set(OUR_VARIABLE.findall(text(page))) - known)

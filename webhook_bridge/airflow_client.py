@@ -36,6 +36,11 @@ class TriggerRefused(Exception):
     """Airflow refused the trigger for good (e.g. 400: conf fails the DAG's params): retrying will not help."""
 
 
+class DagNotFound(Exception):
+    """Airflow answered 404 naming the DAG: no such DAG (deleted, renamed, a route's typo), or one not parsed yet.
+    A 404 that does not name the DAG (a wrong ``AIRFLOW_API_URL`` path) is ``AirflowUnavailable`` instead."""
+
+
 def _token_expiry(token: str, now: float) -> float:
     """When the JWT expires (its ``exp`` claim, read without verifying: Airflow verifies it)."""
     try:
@@ -46,12 +51,17 @@ def _token_expiry(token: str, now: float) -> float:
         return now + _UNKNOWN_LIFETIME_S
 
 
+def _detail(response: urllib3.BaseHTTPResponse):
+    """Airflow's ``detail`` in an error answer, or None."""
+    try:
+        return json.loads(response.data).get("detail")
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
 def _describe(response: urllib3.BaseHTTPResponse) -> str:
     """A short error description: status and Airflow's ``detail``, never the request (it holds the token)."""
-    try:
-        detail = json.loads(response.data).get("detail")
-    except (ValueError, AttributeError, TypeError):
-        detail = None
+    detail = _detail(response)
     text = f"HTTP {response.status}"
     return f"{text}: {str(detail)[:200]}" if detail else text
 
@@ -135,7 +145,8 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, dag_run_id: str, conf: dict, note: str | None = None) -> TriggerOutcome:
         """Create the run ``dag_run_id`` of ``dag_id`` (logical date null) with ``note`` (shown beside the run in
-        Airflow's UI); 409 means it exists already."""
+        Airflow's UI); 409 means it exists already. Raises ``TriggerRefused`` (400, 422), ``DagNotFound`` (404
+        naming the DAG) or ``AirflowUnavailable`` (anything else)."""
         body = {"dag_run_id": dag_run_id, "logical_date": None, "conf": conf}
         if note:
             body["note"] = note[:_NOTE_CHARS]
@@ -146,7 +157,10 @@ class AirflowClient:
             return TriggerOutcome.ALREADY_TRIGGERED
         if response.status in (400, 422):
             raise TriggerRefused(_describe(response))
-        # 401/403 (credentials), 404 (DAG not parsed yet), 408/429/5xx: worth retrying later.
+        if response.status == 404 and f"'{dag_id}'" in str(_detail(response) or ""):
+            # Airflow 3's trigger answers 404 "Dag with dag_id: '<id>' not found" when no (non-stale) DAG has the id.
+            raise DagNotFound(_describe(response))
+        # 401/403 (credentials, may be fixed), any other 404 (not Airflow's answer), 408/429/5xx: retry later.
         raise AirflowUnavailable(_describe(response))
 
     def healthy(self) -> bool:

@@ -207,7 +207,7 @@ class Facts:
         return ""
 
 
-_ROUTE_SHAPE = "dag_id, and moved_to or events; optionally issue_event_types, statuses"
+_ROUTE_SHAPE = "dag_id, and moved_to or events; optionally issue_event_types, issue_types, statuses"
 _VERBS = {CREATED: "created", UPDATED: "updated"}
 
 
@@ -224,22 +224,25 @@ def _names(entry: Mapping, key: str) -> frozenset[str]:
 @dataclass(frozen=True)
 class Route:
     """Deliveries go to ``dag_id`` when their event is one of ``events`` and, for each key that is given, their
-    issue event type is one of ``issue_event_types``, the issue's status one of ``statuses``, and the delivery moved
-    the issue into one of the ``moved_to`` statuses (a status change in an update's changelog, or an issue created
-    in it). Status names are compared case-insensitively (kept casefolded here)."""
+    issue event type is one of ``issue_event_types``, the issue's type one of ``issue_types``, its status one of
+    ``statuses``, and the delivery moved the issue into one of the ``moved_to`` statuses (a status change in an
+    update's changelog, or an issue created in it). Status and issue type names are compared case-insensitively
+    (kept casefolded here)."""
 
     dag_id: str
     events: frozenset[str]
     issue_event_types: frozenset[str] = frozenset()
     statuses: frozenset[str] = frozenset()
     moved_to: frozenset[str] = frozenset()
+    issue_types: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, entry) -> "Route":
         """A route from its configuration (``BRIDGE_ROUTES``); ``ValueError`` saying what is wrong with it."""
         if not isinstance(entry, Mapping):
             raise ValueError(f"a route is an object with {_ROUTE_SHAPE}")
-        unknown = sorted(map(str, set(entry) - {"dag_id", "moved_to", "events", "issue_event_types", "statuses"}))
+        unknown = sorted(map(str, set(entry) - {"dag_id", "moved_to", "events", "issue_event_types", "issue_types",
+                                                 "statuses"}))
         if unknown:
             raise ValueError(f"unknown key {', '.join(unknown)}; a route has {_ROUTE_SHAPE}")
         if not isinstance(entry.get("dag_id"), str) or not entry["dag_id"]:
@@ -254,11 +257,13 @@ class Route:
         elif not events:
             raise ValueError(f"neither moved_to nor events; a route has {_ROUTE_SHAPE}")
         return cls(entry["dag_id"], events, _names(entry, "issue_event_types"),
-                   frozenset(map(str.casefold, statuses)), frozenset(map(str.casefold, moved_to)))
+                   frozenset(map(str.casefold, statuses)), frozenset(map(str.casefold, moved_to)),
+                   frozenset(map(str.casefold, _names(entry, "issue_types"))))
 
     def matches(self, facts: Facts) -> bool:
         return (facts.event in self.events
                 and (not self.issue_event_types or facts.issue_event_type in self.issue_event_types)
+                and (not self.issue_types or (facts.issue_type or "").casefold() in self.issue_types)
                 and (not self.statuses or (facts.status or "").casefold() in self.statuses)
                 and (not self.moved_to or any(name.casefold() in self.moved_to for name in facts.moved_to)))
 

@@ -52,9 +52,16 @@ class BridgeMetrics:
                                        labels=["outcome"])
         for outcome, attempts in reading.relay.trigger_attempts.items():
             triggers.add_metric([outcome], attempts)
+        by_status = GaugeMetricFamily("vdi_bridge_deliveries_by_status",
+                                      "Deliveries not dispatched, by status (dead_lettered: given up for good)",
+                                      labels=["status"])
+        for status, count in (("pending", reading.backlog.pending), ("failed", reading.backlog.failed),
+                              ("dead_lettered", reading.backlog.dead_lettered)):
+            by_status.add_metric([status], count)
         families = [
             GaugeMetricFamily("vdi_bridge_pending_deliveries", "Deliveries recorded but not yet dispatched",
                               value=reading.backlog.pending),
+            by_status,
             GaugeMetricFamily("vdi_bridge_oldest_pending_age_seconds", "Age of the oldest pending delivery",
                               value=reading.backlog.oldest_pending_age_s),
             triggers,

@@ -12,6 +12,10 @@ so several relays never trigger the same delivery at once; ``dag_run_id`` is der
 trigger whose answer was lost only gets a 409 ("already triggered") next time. Each claim takes up to
 ``_MAX_BATCH`` deliveries: the triggers one after the other, one UPDATE for those Airflow took, one commit.
 
+A delivery whose route's DAG does not exist (Airflow's 404 naming it) is retried while this relay has seen that
+DAG missing for less than ``MISSING_DAG_GRACE_S`` (a DAG just deployed may not be parsed yet); after that it is
+dead-lettered (status ``dead_lettered``, final) with one warning line, instead of being retried forever.
+
 The listening thread also writes the relay's beat and its trigger counts every
 ``deliveries.RELAY_BEAT_INTERVAL_S``: the bridge's ``/readyz`` and ``/metrics`` read them.
 """
@@ -37,7 +41,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from vdi.store import deliveries
 from vdi.store.db import DatabaseNotConfigured, database_url
 from webhook_bridge import settings
-from webhook_bridge.airflow_client import AirflowClient, AirflowUnavailable, TriggerOutcome, TriggerRefused
+from webhook_bridge.airflow_client import (AirflowClient, AirflowUnavailable, DagNotFound, TriggerOutcome,
+                                           TriggerRefused)
 
 log = logging.getLogger("webhook_bridge.relay")
 
@@ -63,7 +68,8 @@ class Relay:
     """``threads`` trigger threads and one listening thread; ``start``, then ``stop`` (which closes the pool)."""
 
     def __init__(self, pool: ConnectionPool, connect: Callable[[], psycopg.Connection], airflow: AirflowClient, *,
-                 threads: int, sweep_interval_s: float, retry_base_s: float, retry_max_s: float):
+                 threads: int, sweep_interval_s: float, retry_base_s: float, retry_max_s: float,
+                 missing_dag_grace_s: float = 900.0):
         """``connect`` opens the autocommit connection the relay listens and beats on."""
         self.pool = pool
         self._connect = connect
@@ -72,6 +78,9 @@ class Relay:
         self._sweep_interval_s = sweep_interval_s
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
+        self._missing_dag_grace_s = missing_dag_grace_s
+        # DAG id -> when (monotonic) this relay first found it missing; forgotten once a trigger of it succeeds.
+        self._missing_since: dict[str, float] = {}
         self.relay_id = f"{socket.gethostname()}:{os.getpid()}"
         self._due = threading.Event()
         self._stopping = threading.Event()
@@ -183,7 +192,19 @@ class Relay:
                 except TriggerRefused as error:
                     deliveries.mark_failed(conn, claimed.delivery_id, str(error))
                     outcome, detail = "refused", str(error)
+                except DagNotFound as error:
+                    now = time.monotonic()
+                    missing_for = now - self._missing_since.setdefault(claimed.dag_id, now)
+                    if missing_for >= self._missing_dag_grace_s:
+                        deliveries.mark_dead_lettered(conn, claimed.delivery_id,
+                                                      f"DAG {claimed.dag_id} does not exist", str(error))
+                        outcome, detail = "dead_lettered", f"{error}; missing for {missing_for:.0f}s"
+                    else:
+                        delay = retry_delay(claimed.attempts, self._retry_base_s, self._retry_max_s)
+                        deliveries.mark_retry(conn, claimed.delivery_id, str(error), delay)
+                        outcome, detail = "dag_missing", f"{error}; next attempt in {delay:.1f}s"
                 else:
+                    self._missing_since.pop(claimed.dag_id, None)
                     dispatched.append(claimed.delivery_id)
                     outcome = "created" if result is TriggerOutcome.CREATED else "already_triggered"
                     detail = None
@@ -197,8 +218,9 @@ class Relay:
             deliveries.mark_dispatched(conn, dispatched)
         with self._attempts_lock:
             self._attempts.update(outcomes)
-        for line in lines:
-            log.info(line)
+        for line, outcome in zip(lines, outcomes):
+            # A dead letter's line is the one record of it in the log: a warning.
+            log.log(logging.WARNING if outcome == "dead_lettered" else logging.INFO, line)
         return outcomes
 
 
@@ -224,7 +246,8 @@ def create_relay(config: Mapping | None = None) -> Relay:
                             timeout_s=cfg["AIRFLOW_TIMEOUT_S"])
     return Relay(pool, functools.partial(psycopg.connect, url, **connect_kwargs), airflow,
                  threads=cfg["RELAY_THREADS"], sweep_interval_s=cfg["SWEEP_INTERVAL_S"],
-                 retry_base_s=cfg["RETRY_BASE_S"], retry_max_s=cfg["RETRY_MAX_S"])
+                 retry_base_s=cfg["RETRY_BASE_S"], retry_max_s=cfg["RETRY_MAX_S"],
+                 missing_dag_grace_s=cfg["MISSING_DAG_GRACE_S"])
 
 
 def main(argv: list[str] | None = None) -> int:

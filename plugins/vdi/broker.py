@@ -9,6 +9,10 @@ A user who exists already (409 ``EXISTS_ALREADY``) is offered the desktop only w
 their policy: the policy's notes carry the line ``vdi-studios holder: <login>``, which VDI Studios writes
 after it created the user with that policy, and the platform team writes after giving an existing user the
 policy. Anyone else is a ``LeostreamUserConflict``, never a silent "ready".
+
+Removing a desktop (``remove_desktop``) deletes what registering made for it and nothing else: its pool (named
+``vdi-<issue key>`` with VDI Studios' notes) and that pool's assignment in the user's own policy. The policy and
+the user stay: they serve the user's other desktops, and the v1 API cannot delete a user.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from vdi.catalog import Bundle
 from vdi.identity import login_key, policy_name_for
-from vdi.leostream import LeostreamClient
+from vdi.leostream import LeostreamClient, LeostreamError
 from vdi.request import DesktopRequest
 
 ROOT_POOL_ID = 1  # "All Desktops"
@@ -43,6 +47,11 @@ class Registration:
 
 def pool_name_for(issue_key: str) -> str:
     return f"vdi-{issue_key}"
+
+
+def pool_notes_for(issue_key: str) -> str:
+    """The notes of the desktop's pool: with its name, how a removal knows VDI Studios made the pool."""
+    return f"VDI Studios {issue_key}"
 
 
 def _by_name(items: list[dict], name: str) -> dict | None:
@@ -148,7 +157,7 @@ def register_desktop(client: LeostreamClient, request: DesktopRequest, bundle: B
                      instance_name: str) -> Registration:
     """Ensure the user's policy, the user (``LeostreamUserConflict`` when theirs is not known to hold it), the
     desktop's pool and its assignment; then ask for a scan."""
-    notes = f"VDI Studios {request.issue_key}"
+    notes = pool_notes_for(request.issue_key)
     policy_name = policy_name_for(request.user.login)
     policy_id = ensure_policy(client, policy_name, f"Desktops of {request.user.login} (VDI Studios)")
     ensure_user(client, request, policy_id, policy_name)
@@ -165,3 +174,57 @@ def desktop_in_pool(client: LeostreamClient, pool_id: int, instance_name: str) -
     """The pool's desktop record for the instance, once the broker has discovered it."""
     pool = client.pool(pool_id)
     return next((vm for vm in pool.get("vms_list") or [] if vm.get("name") == instance_name), None)
+
+
+def _our_pool(client: LeostreamClient, issue_key: str, recorded_id: int | None) -> dict | None:
+    """The desktop's pool, when VDI Studios made it: the recorded one, else the one by its name; None when there
+    is none, or it is not ours (another name, or other notes: someone else's pool)."""
+    pool_id = recorded_id
+    if pool_id is None and (listed := _by_name(client.pools(), pool_name_for(issue_key))):
+        pool_id = int(listed["id"])
+    if pool_id is None:
+        return None
+    try:
+        pool = client.pool(pool_id)
+    except LeostreamError as error:
+        if error.status_code == 404:
+            return None
+        raise
+    if pool.get("name") != pool_name_for(issue_key) or pool.get("notes") != pool_notes_for(issue_key):
+        return None
+    return pool
+
+
+def remove_desktop(client: LeostreamClient, issue_key: str, login: str | None,
+                   registration: dict | None = None) -> dict:
+    """Take the desktop of ``issue_key`` out of the broker: its pool's assignments in the user's policy, then
+    the pool, each only when VDI Studios made it (``registration`` is what ``register_desktop`` recorded; without
+    it the objects are found by name). Safe to rerun; returns what it did.
+
+    A pool another policy still offers (someone assigned it by hand) is kept, and said so: deleting it is for
+    whoever made that assignment.
+    """
+    recorded = registration or {}
+    pool = _our_pool(client, issue_key, recorded.get("pool_id"))
+    result: dict = {"pool_id": pool["id"] if pool else None, "assignments_deleted": []}
+    if pool is None:
+        result["pool"] = "none of ours"
+        return result
+    policy_name = policy_name_for(login) if login else None
+    policy = _by_name(client.policies(), policy_name) if policy_name else None
+    if policy is not None:
+        for assignment in client.pool_assignments(int(policy["id"])):
+            if int(assignment["pool_id"]) == int(pool["id"]):
+                client.delete_pool_assignment(int(policy["id"]), int(assignment["id"]))
+                result["assignments_deleted"].append(int(assignment["id"]))
+    try:
+        client.delete_pool(int(pool["id"]))
+        result["pool"] = "deleted"
+    except LeostreamError as error:
+        if error.status_code == 404:
+            result["pool"] = "already deleted"
+        elif error.status_code == 409:
+            result["pool"] = "kept: another policy still offers it"
+        else:
+            raise
+    return result

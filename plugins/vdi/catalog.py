@@ -47,6 +47,9 @@ class Bundle(_Strict):
     # What becomes of a failed request's instance: terminate it, stop it (its disk is kept), or keep it running
     # for debugging.
     on_failure: DisposeAction = "terminate"
+    # Whether removing the desktop keeps a snapshot of its root volume (taken once it is stopped, before it is
+    # terminated).
+    snapshot_on_removal: bool = False
 
     @model_validator(mode="after")
     def _default_os_has_images(self) -> "Bundle":

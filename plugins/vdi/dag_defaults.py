@@ -1,4 +1,4 @@
-"""What the VDI DAGs' tasks share: ``default_args``, sensor timing, and the Airflow pools that bound the calls to
+"""What the VDI DAGs' tasks share: ``default_args``, sensor and wait timing, and the Airflow pools that bound the calls to
 each external system (declared in ``include/airflow_pools.json``, created by ``make run``). Cheap at DAG parse."""
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ LEOSTREAM_POOL = "leostream_api"
 AWS_POOL = "aws_api"
 
 MAX_RETRY_DELAY = timedelta(minutes=10)
+# Runs of vdi_provision at once. A run waiting on its desktop holds no worker or pool slot (its waits are
+# deferred), so this bounds how many requests may wait at once, not the load: the executor's slots and the
+# pools bound that. 16 made a burst wait for its first boots in waves of 16 (bench/RESULTS.md).
+MAX_ACTIVE_PROVISION_RUNS = 128
 
 
 def task_defaults(settings: VdiSettings | None = None) -> dict[str, Any]:
@@ -34,3 +38,10 @@ def sensor_settings(settings: VdiSettings | None = None) -> dict[str, Any]:
     ``VDI_POKE_INTERVAL_S``, ``VDI_WAIT_TIMEOUT_S``."""
     settings = settings or load()
     return {"mode": "reschedule", "poke_interval": settings.poke_interval_s, "timeout": settings.wait_timeout_s}
+
+
+def wait_settings(settings: VdiSettings | None = None) -> dict[str, Any]:
+    """Timing of the deferred waits (``vdi.waits.StepWait``): checked every ``VDI_POKE_INTERVAL_S`` in the
+    triggerer, given up after ``VDI_WAIT_TIMEOUT_S`` in all."""
+    settings = settings or load()
+    return {"poke_interval_s": settings.poke_interval_s, "wait_timeout_s": settings.wait_timeout_s}

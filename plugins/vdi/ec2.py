@@ -1,6 +1,6 @@
 """EC2 for a desktop request: launch once per launch generation, start a stopped instance, read the bootstrap's
-outcome, dispose of a failed request's instance. The AWS clients come from the Airflow connection
-``aws_default`` through the Amazon provider's hook."""
+outcome, dispose of a failed request's instance, snapshot a removed desktop's root volume. The AWS clients come
+from the Airflow connection ``aws_default`` through the Amazon provider's hook."""
 
 from __future__ import annotations
 
@@ -135,14 +135,20 @@ def run_instances_params(request: DesktopRequest, bundle: Bundle, os_family: str
     return params
 
 
-def find_request_instance(ec2, request_id: str) -> dict[str, Any] | None:
-    """The live instance tagged with this request, if any (the oldest, should there be several)."""
+def request_instances(ec2, request_id: str) -> list[dict[str, Any]]:
+    """Every live instance tagged with this request, oldest first."""
     pages = ec2.get_paginator("describe_instances").paginate(Filters=[
         {"Name": f"tag:{TAG_REQUEST}", "Values": [str(request_id)]},
         {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
     ])
-    instances = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
-    return min(instances, key=lambda i: i["LaunchTime"]) if instances else None
+    return sorted((i for page in pages for r in page["Reservations"] for i in r["Instances"]),
+                  key=lambda i: i["LaunchTime"])
+
+
+def find_request_instance(ec2, request_id: str) -> dict[str, Any] | None:
+    """The live instance tagged with this request, if any (the oldest, should there be several)."""
+    instances = request_instances(ec2, request_id)
+    return instances[0] if instances else None
 
 
 def launch_once(ec2, params: dict[str, Any], request_id) -> tuple[str, bool]:
@@ -272,3 +278,30 @@ def _change_state(call, instance_id: str, state: str) -> None:
 def decoded_user_data(ec2, instance_id: str) -> str:
     value = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")["UserData"].get("Value", "")
     return base64.b64decode(value).decode() if value else ""
+
+
+def root_volume_id(instance: dict[str, Any]) -> str | None:
+    """The EBS volume mapped to the instance's root device (``describe_instances`` shape); None without one."""
+    root = instance.get("RootDeviceName")
+    return next((m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings") or []
+                 if m.get("DeviceName") == root and "Ebs" in m), None)
+
+
+def snapshot_root_volume(ec2, instance: dict[str, Any], tags: dict[str, str]) -> dict[str, str] | None:
+    """The snapshot of the instance's root volume that carries ``tags`` (each tag a filter, so a rerun finds it),
+    taken now when there is none: ``{"SnapshotId", "State"}`` (``pending``, ``completed``, ``error``); None when
+    the instance has no root volume. Take it of a stopped instance, so the disk is consistent."""
+    volume_id = root_volume_id(instance)
+    if volume_id is None:
+        return None
+    filters = [{"Name": "volume-id", "Values": [volume_id]}]
+    filters += [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
+    found = ec2.describe_snapshots(OwnerIds=["self"], Filters=filters)["Snapshots"]
+    if found:
+        latest = max(found, key=lambda snapshot: snapshot["StartTime"])
+        return {"SnapshotId": latest["SnapshotId"], "State": latest["State"]}
+    created = ec2.create_snapshot(
+        VolumeId=volume_id, Description=f"Root volume of {instance['InstanceId']}, kept when its desktop was removed",
+        TagSpecifications=[{"ResourceType": "snapshot",
+                            "Tags": [{"Key": key, "Value": value} for key, value in tags.items()]}])
+    return {"SnapshotId": created["SnapshotId"], "State": created["State"]}

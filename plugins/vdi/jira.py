@@ -110,3 +110,20 @@ class JiraTicket:
                 return False
         self.client.issue_add_comment(issue_key, f"{text}\n\n_{marker}_")
         return True
+
+    def search(self, jql: str, fields: list[str], page_size: int = _PAGE,
+               max_pages: int = 1000) -> list[dict[str, Any]]:
+        """The issues matching ``jql`` with ``fields``, read page by page with the enhanced search
+        (``POST /search/jql``, ``nextPageToken``); more than ``max_pages`` pages is an error, not a silent cut."""
+        found: list[dict[str, Any]] = []
+        token = None
+        for _ in range(max_pages):
+            body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": page_size}
+            if token:
+                body["nextPageToken"] = token
+            page = self.client.post(self.client.resource_url("search/jql"), data=body) or {}
+            found += page.get("issues", [])
+            token = page.get("nextPageToken")
+            if page.get("isLast", True) or not token:
+                return found
+        raise RuntimeError(f"the search {jql!r} has more than {max_pages} pages of {page_size}")

@@ -25,6 +25,16 @@ class Setting:
     parse: Callable[[str], Any] = str
 
 
+def boolean(raw: str) -> bool:
+    """A yes/no setting: true/false, yes/no, on/off or 1/0."""
+    value = raw.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(raw)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "VDI_DATABASE_URL", None,
             "App database URL; when unset, the Airflow connection `vdi_db` is used"),
@@ -40,6 +50,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Jira field (id or name) holding the optional operating system"),
     Setting("jira_trigger_status", "VDI_JIRA_TRIGGER_STATUS", "Approved",
             "Jira status in which a desktop request is provisioned"),
+    Setting("jira_removal_status", "VDI_JIRA_REMOVAL_STATUS", "Removal Requested",
+            "Jira status in which a desktop removal ticket is carried out"),
+    Setting("jira_request_type", "VDI_JIRA_REQUEST_TYPE", "Desktop Request",
+            "Jira issue type of desktop requests: a removal ticket's links to issues of this type name what it "
+            "removes"),
     Setting("task_retries", "VDI_TASK_RETRIES", "3", "Retries of each task after its first try", int),
     Setting("retry_delay_s", "VDI_RETRY_DELAY_S", "30",
             "First retry delay in seconds (doubles each retry, at most 10 minutes)", float),
@@ -63,6 +78,40 @@ SETTINGS: tuple[Setting, ...] = (
             "Jira user property holding the Leostream login, for `VDI_LOGIN_SOURCE=property`"),
     Setting("login_map_path", "VDI_LOGIN_MAP_PATH", None,
             "YAML or JSON file mapping Jira accountId to Leostream login, for `VDI_LOGIN_SOURCE=file`"),
+    Setting("reconcile_schedule", "VDI_RECONCILE_SCHEDULE", "*/15 * * * *",
+            "When vdi_reconcile runs: a cron expression or an Airflow preset (`@hourly`)"),
+    Setting("reconcile_lookback_s", "VDI_RECONCILE_LOOKBACK_S", "86400",
+            "Lost webhooks: how far back (seconds) the reconcile looks for tickets updated into a routed status",
+            float),
+    Setting("reconcile_lost_after_s", "VDI_RECONCILE_LOST_AFTER_S", "600",
+            "Lost webhooks: seconds a ticket stays in a routed status with no run on it before it counts as lost",
+            float),
+    Setting("reconcile_max_fixes", "VDI_RECONCILE_MAX_FIXES", "25",
+            "Most fixes of each kind one reconcile run makes; the rest wait for the next run", int),
+    Setting("reconcile_terminate_orphans", "VDI_RECONCILE_TERMINATE_ORPHANS", "false",
+            "Terminate instances tagged by VDI Studios that no live request owns (otherwise only reported)",
+            boolean),
+    Setting("reconcile_reprovision", "VDI_RECONCILE_REPROVISION", "false",
+            "Provision again a ready desktop whose instance is gone or stopped (otherwise the requester is told)",
+            boolean),
+    Setting("reconcile_stuck_in_progress_s", "VDI_RECONCILE_STUCK_IN_PROGRESS_S", "14400",
+            "Seconds a request may stay in progress unchanged, its run no longer running, before the reconcile "
+            "fails it", float),
+    Setting("reconcile_stuck_removing_s", "VDI_RECONCILE_STUCK_REMOVING_S", "7200",
+            "Seconds a request may stay removing unchanged before the reconcile reports it", float),
+    Setting("reconcile_jql_page", "VDI_RECONCILE_JQL_PAGE", "100",
+            "Issues per page of the reconcile's Jira searches", int),
+    Setting("delivery_redispatch_after_s", "VDI_DELIVERY_REDISPATCH_AFTER_S", "600",
+            "Deliveries: seconds a delivery may stay pending before the reconcile dispatches it again", float),
+    Setting("delivery_requeue_max", "VDI_DELIVERY_REQUEUE_MAX", "3",
+            "Deliveries: how many times the reconcile requeues a delivery Airflow refused before it dead-letters it",
+            int),
+    Setting("delivery_retention_days", "VDI_DELIVERY_RETENTION_DAYS", "30",
+            "Deliveries: days a dispatched or dead-lettered delivery is kept before the reconcile prunes it", float),
+    Setting("delivery_ignored_retention_days", "VDI_DELIVERY_IGNORED_RETENTION_DAYS", "3",
+            "Deliveries: days an ignored delivery is kept before the reconcile prunes it", float),
+    Setting("delivery_prune_limit", "VDI_DELIVERY_PRUNE_LIMIT", "10000",
+            "Deliveries: most deliveries one reconcile run prunes; the rest wait for the next run", int),
 )
 
 
@@ -77,6 +126,8 @@ class VdiSettings:
     jira_user_field: str
     jira_os_field: str
     jira_trigger_status: str
+    jira_removal_status: str
+    jira_request_type: str
     task_retries: int
     retry_delay_s: float
     poke_interval_s: float
@@ -89,6 +140,20 @@ class VdiSettings:
     jira_login_field: str
     jira_login_property: str
     login_map_path: str | None
+    reconcile_schedule: str
+    reconcile_lookback_s: float
+    reconcile_lost_after_s: float
+    reconcile_max_fixes: int
+    reconcile_terminate_orphans: bool
+    reconcile_reprovision: bool
+    reconcile_stuck_in_progress_s: float
+    reconcile_stuck_removing_s: float
+    reconcile_jql_page: int
+    delivery_redispatch_after_s: float
+    delivery_requeue_max: int
+    delivery_retention_days: float
+    delivery_ignored_retention_days: float
+    delivery_prune_limit: int
 
 
 def load(environ: Mapping[str, str] | None = None) -> VdiSettings:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
+
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.10: the same class, backported
+    from backports.strenum import StrEnum
 
 
 class RequestState(StrEnum):
@@ -28,6 +32,8 @@ class DeliveryStatus(StrEnum):
     DISPATCHED = "dispatched"
     IGNORED = "ignored"
     FAILED = "failed"
+    # Never to be triggered: its route's DAG does not exist, or Airflow refused it past the requeue cap. Final.
+    DEAD_LETTERED = "dead_lettered"
 
 
 def _assume_running(run_id: str) -> bool:
@@ -50,7 +56,7 @@ class Run:
 
 
 def refusal(issue_key: str, row: Mapping[str, Any] | None, run: Run, ticket_status: str | None,
-            trigger_status: str) -> str:
+            trigger_status: str, dag_id: str = "vdi_provision") -> str:
     """Why ``run`` may not work on ``issue_key`` (its request ``row``, None when never seen, and the ticket's
     Jira status); "" when it may. Every step that asks asks this.
 
@@ -64,6 +70,8 @@ def refusal(issue_key: str, row: Mapping[str, Any] | None, run: Run, ticket_stat
     - A ready request, or one being removed or removed, is left alone.
     - Otherwise (new, received or rejected: the ticket may have been corrected) the ticket must be in the
       trigger status.
+
+    A desktop removal (``vdi.store.removals``) follows the same rule with its own trigger status and ``dag_id``.
     """
     state = RequestState(row["state"]) if row else None
     owner = row["owner_run_id"] if row else None
@@ -75,7 +83,7 @@ def refusal(issue_key: str, row: Mapping[str, Any] | None, run: Run, ticket_stat
         if run.manual or retried_in_jira:
             return ""
         return (f"{issue_key} failed at {row['step']}: use Retry on the ticket, clear the failed task of run "
-                f"{owner}, or trigger vdi_provision by hand with issue_key {issue_key}")
+                f"{owner}, or trigger {dag_id} by hand with issue_key {issue_key}")
     if state == RequestState.IN_PROGRESS:
         if run.manual and owner and not run.is_running(owner):
             if run.force:

@@ -3,7 +3,10 @@ ticket's comments use. Cheap at DAG parse."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.10: the same class, backported
+    from backports.strenum import StrEnum
 
 
 class Step(StrEnum):
@@ -37,4 +40,30 @@ _TITLES = {
     Step.WAIT_DESKTOP_IN_POOL: "waiting for Leostream to discover the desktop",
     Step.WAIT_AGENT_RUNNING: "waiting for the desktop's Leostream agent to report in",
     Step.JIRA_READY: "handing the desktop over on the ticket",
+}
+
+
+class RemovalStep(StrEnum):
+    """The steps of ``vdi_deprovision``, as ``Step`` is for ``vdi_provision``."""
+
+    CLAIM = "claim"
+    RESOLVE = "resolve"
+    REMOVE_FROM_BROKER = "remove_from_broker"
+    STOP_INSTANCES = "stop_instances"
+    TERMINATE_INSTANCES = "terminate_instances"
+    FINISH = "finish"
+
+    @property
+    def title(self) -> str:
+        """What the step is doing, as a requester reads it ("Removal stopped while <title>")."""
+        return _REMOVAL_TITLES[self]
+
+
+_REMOVAL_TITLES = {
+    RemovalStep.CLAIM: "reading the ticket",
+    RemovalStep.RESOLVE: "finding the desktops to remove",
+    RemovalStep.REMOVE_FROM_BROKER: "taking the desktops out of Leostream",
+    RemovalStep.STOP_INSTANCES: "stopping the desktops",
+    RemovalStep.TERMINATE_INSTANCES: "deleting the desktops",
+    RemovalStep.FINISH: "updating the tickets",
 }

@@ -163,6 +163,16 @@ class Issue:
         raise KeyError(name)
 
 
+@dataclass(frozen=True)
+class IssueLink:
+    """A link of ``type_id``: the ``inward`` issue shows the other as its ``outwardIssue``, and the other way."""
+
+    id: str
+    type_id: str
+    inward: str  # issue key
+    outward: str  # issue key
+
+
 class Site:
     """Everything one sandbox Jira site holds. Every public method takes the lock."""
 
@@ -193,6 +203,9 @@ class Site:
         self._history_ids = itertools.count(10001)
         self.webhooks: dict[int, dict] = {}
         self._webhook_ids = itertools.count(1)
+        self.link_types = {t["id"]: t for t in seed.get("issueLinkTypes", [])}
+        self.links: dict[str, IssueLink] = {}
+        self._link_ids = itertools.count(10001)
 
     # --- lookups ------------------------------------------------------------------------------------
     def issue(self, id_or_key: str) -> Issue:
@@ -214,6 +227,32 @@ class Site:
             return next((t for t in self.issue_types.values() if t["name"].lower() == str(spec["name"]).lower()),
                         None)
         return None
+
+    def find_link_type(self, spec: Any) -> dict | None:
+        """A link type by ``id`` or ``name`` (case-insensitive), as an issue link names one."""
+        if not isinstance(spec, dict):
+            return None
+        if "id" in spec:
+            return self.link_types.get(str(spec["id"]))
+        if "name" in spec:
+            return next((t for t in self.link_types.values() if t["name"].lower() == str(spec["name"]).lower()),
+                        None)
+        return None
+
+    def add_link(self, link_type: dict, inward: Issue, outward: Issue) -> IssueLink:
+        """Link two issues; the same link again is the link there already (Jira answers it as created)."""
+        for link in self.links.values():
+            if (link.type_id, link.inward, link.outward) == (link_type["id"], inward.key, outward.key):
+                return link
+        link = IssueLink(str(next(self._link_ids)), link_type["id"], inward.key, outward.key)
+        self.links[link.id] = link
+        return link
+
+    def link(self, link_id: str) -> IssueLink:
+        found = self.links.get(str(link_id))
+        if found is None:
+            raise JiraError(404, ["No issue link with id '%s' exists." % link_id])
+        return found
 
     def transitions_from(self, issue: Issue) -> list[dict]:
         workflow = self.issue_types[issue.issuetype_id]["workflow"]
@@ -382,7 +421,7 @@ class Site:
     def all_field_ids(self) -> list[str]:
         return ["summary", "description", "issuetype", "project", "status", "reporter", "creator", "assignee",
                 "created", "updated", "statuscategorychangedate", "labels", "priority", "resolution",
-                "resolutiondate", "comment", *self.custom_fields]
+                "resolutiondate", "comment", "issuelinks", *self.custom_fields]
 
     def issue_fields_json(self, issue: Issue, version: int, wanted: set[str] | None) -> dict:
         description = issue.fields.get("description")
@@ -405,8 +444,7 @@ class Site:
             "updated": jira_time(issue.updated),
             "statuscategorychangedate": jira_time(last_status_change),
             "labels": list(issue.fields.get("labels") or []),
-            "priority": {"self": f"{self.base_url}/rest/api/2/priority/3", "iconUrl":
-                         f"{self.base_url}/images/icons/priorities/medium.svg", "name": "Medium", "id": "3"},
+            "priority": self.priority_json(),
             "resolution": None,
             "resolutiondate": None,
             "comment": {
@@ -414,6 +452,8 @@ class Site:
                 "self": f"{self.base_url}/rest/api/{version}/issue/{issue.id}/comment",
                 "maxResults": len(issue.comments), "total": len(issue.comments), "startAt": 0,
             },
+            "issuelinks": [self.issue_link_json(link, issue.key) for link in self.links.values()
+                           if issue.key in (link.inward, link.outward)],
         }
         for field_id in self.custom_fields:
             values[field_id] = self.custom_value_json(field_id, issue.fields.get(field_id))
@@ -463,6 +503,34 @@ class Site:
             body["properties"] = {k: issue.properties[k] for k in keys if k in issue.properties}
         return body
 
+    def priority_json(self) -> dict:
+        return {"self": f"{self.base_url}/rest/api/2/priority/3", "iconUrl":
+                f"{self.base_url}/images/icons/priorities/medium.svg", "name": "Medium", "id": "3"}
+
+    def link_type_json(self, type_id: str) -> dict:
+        link_type = self.link_types[type_id]
+        return {"id": type_id, "name": link_type["name"], "inward": link_type["inward"],
+                "outward": link_type["outward"], "self": f"{self.base_url}/rest/api/2/issueLinkType/{type_id}"}
+
+    def linked_issue_json(self, key: str) -> dict:
+        """The other end of a link, with the few fields Jira shows of it."""
+        issue = self.issues[key]
+        return {"id": issue.id, "key": issue.key, "self": f"{self.base_url}/rest/api/2/issue/{issue.id}",
+                "fields": {"summary": issue.fields.get("summary") or "", "status": self.status_json(issue.status),
+                           "priority": self.priority_json(),
+                           "issuetype": self.issuetype_json(issue.issuetype_id)}}
+
+    def issue_link_json(self, link: IssueLink, seen_from: str | None = None) -> dict:
+        """A link as ``GET issueLink`` shows it (both ends), or as an issue's ``issuelinks`` entry seen from
+        ``seen_from`` (only the other end)."""
+        body: dict[str, Any] = {"id": link.id, "self": f"{self.base_url}/rest/api/2/issueLink/{link.id}",
+                                "type": self.link_type_json(link.type_id)}
+        if seen_from != link.outward:
+            body["outwardIssue"] = self.linked_issue_json(link.outward)
+        if seen_from != link.inward:
+            body["inwardIssue"] = self.linked_issue_json(link.inward)
+        return body
+
     def history_json(self, history: History) -> dict:
         """A changelog history for REST (``expand=changelog``): the document types ``from``/``to`` as non-null
         strings, so absent values are left out here; webhook changelogs keep Jira's nulls."""
@@ -483,7 +551,7 @@ class Site:
         if field_id in self.custom_fields:
             return self.custom_fields[field_id]["name"]
         return {"issuetype": "Issue Type", "statuscategorychangedate": "Status Category Changed",
-                "resolutiondate": "Resolved"}.get(field_id, field_id.capitalize())
+                "resolutiondate": "Resolved", "issuelinks": "Linked Issues"}.get(field_id, field_id.capitalize())
 
     def field_list_json(self) -> list[dict]:
         system = {
@@ -494,6 +562,7 @@ class Site:
             "created": ("datetime", ["created", "createdDate"]), "updated": ("datetime", ["updated", "updatedDate"]),
             "labels": ("array", ["labels"]), "priority": ("priority", ["priority"]),
             "resolution": ("resolution", ["resolution"]), "comment": ("comments-page", ["comment"]),
+            "issuelinks": ("array", ["issuelinks"]),
             "issuekey": (None, ["id", "issue", "issuekey", "key"]),
         }
         fields = []
@@ -505,7 +574,7 @@ class Site:
             if kind:
                 entry["schema"] = {"type": kind, "system": field_id}
                 if kind == "array":
-                    entry["schema"]["items"] = "string"
+                    entry["schema"]["items"] = "issuelinks" if field_id == "issuelinks" else "string"
             fields.append(entry)
         for field_id, definition in self.custom_fields.items():
             number = field_id.split("_")[1]
@@ -528,6 +597,10 @@ class Site:
             if definition["type"] == "option":
                 meta["allowedValues"] = [self.option_json(field_id, o) for o in definition["options"]]
             return meta
+        if field_id == "issuelinks":
+            return {"required": required, "name": self.field_name(field_id), "key": field_id,
+                    "hasDefaultValue": False, "operations": ["add"],
+                    "schema": {"type": "array", "items": "issuelinks", "system": field_id}}
         kinds = {"summary": "string", "description": "string", "reporter": "user", "labels": "array"}
         meta = {"required": required, "name": self.field_name(field_id), "key": field_id, "hasDefaultValue": False,
                 "operations": ["set", "add", "remove"] if field_id == "labels" else ["set"],

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from sandbox.stack import postgres
+from sandbox.stack import celery, postgres
 from sandbox.stack.errors import StackError
 from sandbox.stack.processes import kill_all, stack_processes
 from sandbox.stack.programs import (
@@ -23,11 +23,12 @@ from sandbox.stack.programs import (
     postgres_program,
     service_programs,
 )
-from sandbox.stack.settings import DEFAULT_PORTS, REPO_ROOT, StackSettings
+from sandbox.stack.settings import DEFAULT_PORTS, REPO_ROOT, StackSettings, real_services_problems
 from sandbox.stack.supervisor import Supervisor
 
 AIRFLOW_HEALTH_DEADLINE_S = 240
 SERVICE_HEALTH_DEADLINE_S = 60
+CONNECTION_CHECK_TIMEOUT_S = 10
 
 
 def _say(message: str) -> None:
@@ -108,12 +109,46 @@ def wait_for_health(supervisor: Supervisor, program, deadline_s: float) -> None:
     raise StackError(f"{program.name} was not healthy within {deadline_s:.0f}s; see {supervisor.log_path(program)}")
 
 
+def check_real_services(settings: StackSettings) -> None:
+    """One verdict line per real system (and a database of the user's); any failure stops the start."""
+    checked = set(settings.real) | ({"database"} if settings.environ.get("VDI_DATABASE_URL") else set())
+    if not checked:
+        return
+    from vdi.check import check_all
+
+    _say("checking the real services")
+    # Only the real systems: the sandboxes are not up yet.
+    verdicts = check_all(settings.runtime_env(), timeout_s=CONNECTION_CHECK_TIMEOUT_S, systems=checked)
+    for verdict in verdicts:
+        print(f"  {verdict.line()}", flush=True)
+    if failed := [verdict.system for verdict in verdicts if not verdict.ok]:
+        raise StackError(f"{', '.join(failed)} failed the connection check (see above)")
+
+
+def start_redis(settings: StackSettings, supervisor: Supervisor) -> None:
+    _say(f"starting Redis (the Celery broker) on port {settings.ports['redis']}")
+    celery.write_redis_config(settings)
+    program = celery.redis_program(settings)
+    supervisor.start(program)
+    celery.wait_for_redis(settings.celery_broker_url, lambda: supervisor.is_running(program),
+                          SERVICE_HEALTH_DEADLINE_S, supervisor.log_path(program))
+
+
+def wait_for_celery_workers(settings: StackSettings, supervisor: Supervisor) -> None:
+    workers = celery.worker_programs(settings)
+    celery.wait_for_workers(settings.celery_broker_url, len(workers),
+                            lambda: all(supervisor.is_running(worker) for worker in workers),
+                            AIRFLOW_HEALTH_DEADLINE_S, settings.logs_dir)
+
+
 def run(settings: StackSettings) -> int:
     supervisor = Supervisor(settings)
     if (pid := supervisor.pid()) is not None:
         _say(f"the stack is already running (supervisord pid {pid}); nothing changed. `make stop` stops it.")
         print_summary(settings)
         return 0
+    if problems := real_services_problems(settings.environ):
+        raise StackError("the real-services settings are incomplete:\n  " + "\n  ".join(problems))
     check_ports_free(settings)
     for directory in (settings.logs_dir, settings.run_dir, settings.airflow_home):
         directory.mkdir(parents=True, exist_ok=True)
@@ -134,17 +169,29 @@ def run(settings: StackSettings) -> int:
                 postgres.ensure_database(settings.superuser_url, "airflow", "airflow", settings.secrets["airflow_db_password"])
             if not settings.environ.get("VDI_DATABASE_URL"):
                 postgres.ensure_database(settings.superuser_url, "vdi", "vdi", settings.secrets["vdi_db_password"])
+                postgres.ensure_bridge_role(settings.superuser_url, "vdi", postgres.bridge_password(
+                    settings.secrets["postgres_superuser_password"]))
+        if settings.local_redis_needed:
+            start_redis(settings, supervisor)
         _say("migrating Airflow's metadata database")
         run_logged(settings, "airflow-db-migrate", [str(settings.bin_dir / "airflow"), "db", "migrate"], 600)
         run_logged(settings, "airflow-pools", [str(settings.bin_dir / "airflow"), "pools", "import",
                                                str(REPO_ROOT / "include" / "airflow_pools.json")], 120)
         _say("applying the app schema")
         run_logged(settings, "app-migrate", [str(settings.python), "-m", "vdi.store.migrate"], 120)
-        settings.learned["JIRA_SANDBOX_FIRST_ISSUE"] = str(next_issue_number(settings.vdi_database_url))
-        settings.write_runtime_env()
+        check_real_services(settings)
+        if settings.sandboxed("jira"):
+            settings.learned["JIRA_SANDBOX_FIRST_ISSUE"] = str(next_issue_number(settings.vdi_database_url))
+            settings.write_runtime_env()
         _say("starting Airflow (api-server, scheduler, dag-processor, triggerer)")
         supervisor.ctl("start", "airflow:*")
+        if settings.uses_celery:
+            # The workers need only the migrated database and the broker to start: they boot beside Airflow.
+            _say(f"starting {settings.celery_workers} Celery worker(s)")
+            supervisor.ctl("start", f"{celery.WORKER_GROUP}:*")
         wait_for_airflow(settings, supervisor, AIRFLOW_HEALTH_DEADLINE_S)
+        if settings.uses_celery:
+            wait_for_celery_workers(settings, supervisor)
         for program in service_programs(settings):
             _say(f"starting {program.name}")
             supervisor.start(program)
@@ -172,10 +219,18 @@ def print_summary(settings: StackSettings) -> None:
     print(f"  Airflow UI and API  {env['AIRFLOW_API_URL']}  (user {env['AIRFLOW_USERNAME']}, "
           f"password in {settings.stack_env_path})")
     print(f"  webhook bridge      {env['BRIDGE_URL']}/webhooks/jira")
-    print(f"  Jira sandbox        {env['JIRA_URL']}  (user {env['JIRA_USER']})")
-    print(f"  Leostream sandbox   {env['LEOSTREAM_URL']}  (user {env['LEOSTREAM_USER']})")
-    print(f"  AWS (moto)          {env['AWS_ENDPOINT_URL']}")
+    for system, label, url_key, user_key in (("jira", "Jira", "JIRA_URL", "JIRA_USER"),
+                                             ("leostream", "Leostream", "LEOSTREAM_URL", "LEOSTREAM_USER")):
+        if settings.sandboxed(system):
+            print(f"  {label + ' sandbox':<19} {env[url_key]}  (user {env[user_key]})")
+        else:
+            print(f"  {label:<19} real: {env.get(url_key, 'from ' + settings.real[system])}")
+    print(f"  AWS (moto)          {env['AWS_ENDPOINT_URL']}" if settings.sandboxed("aws")
+          else f"  AWS                 real: from {settings.real['aws']}")
     print(f"  app database        {env['VDI_DATABASE_URL'].split('@')[-1]}")
+    if settings.uses_celery:
+        broker = f"Redis on port {settings.ports['redis']}" if settings.local_redis_needed else "AIRFLOW__CELERY__BROKER_URL"
+        print(f"  executor            CeleryExecutor, {settings.celery_workers} worker(s), broker {broker}")
     print(f"  settings            {settings.stack_env_path}")
     print(f"  logs                {settings.logs_dir}")
     print("  stop with           make stop")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import subprocess
 import tempfile
@@ -11,6 +14,7 @@ from pathlib import Path
 import warnings
 
 import psycopg
+import psycopg.conninfo
 from psycopg import sql
 
 from sandbox.stack.errors import StackError
@@ -102,3 +106,28 @@ def ensure_database(superuser_url: str, name: str, owner: str, password: str) ->
         conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, sql.Identifier(owner), sql.Literal(password)))
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
+
+
+# The role the webhook bridge and its relay connect as; migration 0008 grants it only their tables.
+BRIDGE_ROLE = "vdi_bridge"
+
+
+def bridge_password(superuser_password: str) -> str:
+    """The bridge role's password, derived from the cluster's superuser password: stable across restarts, never
+    stored, and not the password of any other role."""
+    digest = hmac.new(superuser_password.encode(), BRIDGE_ROLE.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def ensure_bridge_role(superuser_url: str, database: str, password: str, role: str = BRIDGE_ROLE) -> None:
+    """Create the bridge's login role (no other attribute) or reset its password, and, once the schema is there,
+    grant it the bridge's tables (``vdi_grant_bridge``, migration 0008); before that, migrating grants them."""
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+        conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+            verb, sql.Identifier(role), sql.Literal(password)))
+    url = psycopg.conninfo.make_conninfo(superuser_url, dbname=database)
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regprocedure('vdi_grant_bridge(name)')").fetchone()[0] is not None:
+            conn.execute("SELECT vdi_grant_bridge(%s)", (role,))

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,67 @@ DEFAULT_PORTS = {
     "jira": ("VDI_JIRA_PORT", 8081),
     "leostream": ("VDI_LEOSTREAM_PORT", 8082),
     "moto": ("VDI_MOTO_PORT", 5000),
+    "redis": ("VDI_REDIS_PORT", 6379),
 }
+
+
+@dataclass(frozen=True)
+class StackSetting:
+    """One variable the stack launcher reads (beyond the ports and ``stack.env`` keys)."""
+
+    variable: str
+    default: str
+    meaning: str
+
+
+STACK_SETTINGS = (
+    StackSetting("VDI_CELERY_WORKERS", "2", "Celery worker programs started with `AIRFLOW__CORE__EXECUTOR=CeleryExecutor`"),
+)
+
+# Any one of these variables given makes the system real: its sandbox (or moto) does not start.
+REAL_SWITCHES = {
+    "jira": ("JIRA_URL", "AIRFLOW_CONN_JIRA_DEFAULT"),
+    "leostream": ("LEOSTREAM_URL", "AIRFLOW_CONN_LEOSTREAM_DEFAULT"),
+    "aws": ("AIRFLOW_CONN_AWS_DEFAULT",),
+}
+SYSTEMS = tuple(REAL_SWITCHES)
+# With a secrets backend the connections live there: every system is real.
+SECRETS_BACKEND = "AIRFLOW__SECRETS__BACKEND"
+# The stack.env keys that describe each system; for a real one, the URL's companions are required unless the
+# connection is given whole (the switch after the URL) or lives in the secrets backend.
+_SYSTEM_KEYS = {
+    "jira": ("JIRA_URL", "JIRA_USER", "JIRA_TOKEN"),
+    "leostream": ("LEOSTREAM_URL", "LEOSTREAM_USER", "LEOSTREAM_PASSWORD"),
+    "aws": ("AWS_ENDPOINT_URL",),
+}
+MAX_CELERY_WORKERS = 8
+# Task slots of the local stack: 2 cores, where Airflow's default 32 would fork 32 LocalExecutor workers.
+LOCAL_PARALLELISM = 8
+
+
+def real_systems(environ: Mapping[str, str]) -> dict[str, str]:
+    """system -> the variable that makes it real; the systems left out run as sandboxes."""
+    if environ.get(SECRETS_BACKEND):
+        return dict.fromkeys(SYSTEMS, SECRETS_BACKEND)
+    return {system: given for system, switches in REAL_SWITCHES.items()
+            if (given := next((v for v in switches if environ.get(v)), None))}
+
+
+def real_services_problems(environ: Mapping[str, str]) -> list[str]:
+    """What keeps the given real-services settings from working, one line each (empty: nothing)."""
+    real = real_systems(environ)
+    problems = []
+    for system in ("jira", "leostream"):
+        url, *companions = _SYSTEM_KEYS[system]
+        if environ.get(url) and not environ.get(REAL_SWITCHES[system][1]) and not environ.get(SECRETS_BACKEND):
+            problems += [f"{needed} is missing ({url} is given)" for needed in companions if not environ.get(needed)]
+    if ("leostream" in real) != ("aws" in real):
+        real_one, sandbox = ("leostream", "aws") if "leostream" in real else ("aws", "leostream")
+        problems.append(f"{real_one} is real ({real[real_one]} is given) but {sandbox} is not: the Leostream sandbox "
+                        f"reads only moto, a real broker only real AWS; give both "
+                        f"({' or '.join(REAL_SWITCHES[sandbox])}) or neither")
+    return problems
+
 
 _GENERATED_SECRETS = {
     "postgres_superuser_password": lambda: secrets.token_urlsafe(18),
@@ -55,10 +116,11 @@ _GENERATED_SECRETS = {
     "jira_token": lambda: secrets.token_urlsafe(24),
     "jira_webhook_secret": lambda: secrets.token_urlsafe(32),
     "leostream_password": lambda: secrets.token_urlsafe(18),
+    "redis_password": lambda: secrets.token_urlsafe(18),
 }
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a file readable by its owner only (it holds passwords)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -77,7 +139,7 @@ def load_or_create_secrets(path: Path) -> dict[str, str]:
     missing = {name: make() for name, make in _GENERATED_SECRETS.items() if name not in stored}
     if missing:
         stored.update(missing)
-        _write_private(path, json.dumps(stored, indent=2) + "\n")
+        write_private(path, json.dumps(stored, indent=2) + "\n")
     return stored
 
 
@@ -103,7 +165,43 @@ class StackSettings:
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise ValueError(f"{variable}={raw!r} is not a TCP port number")
             ports[name] = int(raw)
+        workers = environ.get("VDI_CELERY_WORKERS", "2")
+        if not workers.isdigit() or not 0 < int(workers) <= MAX_CELERY_WORKERS:
+            raise ValueError(f"VDI_CELERY_WORKERS={workers!r} is not a number of workers from 1 to {MAX_CELERY_WORKERS}")
         return cls(local_dir, ports, load_or_create_secrets(local_dir / "secrets.json"), environ)
+
+    # --- sandboxes or real services, executor ----------------------------------------------------------
+    @property
+    def real(self) -> dict[str, str]:
+        """system -> the variable that makes it real (``real_systems``)."""
+        return real_systems(self.environ)
+
+    def sandboxed(self, system: str) -> bool:
+        return system not in self.real
+
+    @property
+    def all_sandboxed(self) -> bool:
+        return not self.real
+
+    @property
+    def uses_celery(self) -> bool:
+        """``AIRFLOW__CORE__EXECUTOR`` names the CeleryExecutor (alone, or among several executors)."""
+        executors = self.environ.get("AIRFLOW__CORE__EXECUTOR", "").split(",")
+        return any(name.strip().rsplit(":", 1)[-1].rsplit(".", 1)[-1] == "CeleryExecutor" for name in executors)
+
+    @property
+    def celery_workers(self) -> int:
+        return int(self.environ.get("VDI_CELERY_WORKERS", "2")) if self.uses_celery else 0
+
+    @property
+    def local_redis_needed(self) -> bool:
+        """CeleryExecutor with no broker of the user's: the stack runs its own Redis."""
+        return self.uses_celery and not self.environ.get("AIRFLOW__CELERY__BROKER_URL")
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.environ.get("AIRFLOW__CELERY__BROKER_URL") or (
+            f"redis://:{self.secrets['redis_password']}@{HOST}:{self.ports['redis']}/0")
 
     # --- paths -------------------------------------------------------------------------------------
     @property
@@ -180,11 +278,14 @@ class StackSettings:
             "AWS_ENDPOINT_URL": self.url("moto"),
             "VDI_DATABASE_URL": self.vdi_database_url,
         }
-        return {key: self.environ.get(key) or values[key] for key in STACK_ENV_KEYS}
+        # A real system's keys are the environment's, or left out: never a sandbox's address or generated token.
+        real_keys = {key for system in self.real for key in _SYSTEM_KEYS[system]}
+        return {key: self.environ.get(key) or values[key] for key in STACK_ENV_KEYS
+                if self.environ.get(key) or key not in real_keys}
 
     def write_stack_env(self) -> None:
         lines = [f"{key}={value}" for key, value in self.stack_env().items()]
-        _write_private(self.stack_env_path, "\n".join(lines) + "\n")
+        write_private(self.stack_env_path, "\n".join(lines) + "\n")
 
     # --- the environment every stack process runs with --------------------------------------------
     def runtime_env(self) -> dict[str, str]:
@@ -193,36 +294,50 @@ class StackSettings:
 
         stack = self.stack_env()
         airflow_url = stack["AIRFLOW_API_URL"]
-        connections = {
-            "AIRFLOW_CONN_VDI_DB": _postgres_connection(stack["VDI_DATABASE_URL"]),
-            "AIRFLOW_CONN_JIRA_DEFAULT": {
-                "conn_type": "jira",
-                "host": stack["JIRA_URL"],
-                "login": stack["JIRA_USER"],
-                "password": stack["JIRA_TOKEN"],
-                "extra": {"verify": False},
-            },
-            "AIRFLOW_CONN_LEOSTREAM_DEFAULT": {
-                "conn_type": "leostream",
-                "host": stack["LEOSTREAM_URL"],
-                "login": stack["LEOSTREAM_USER"],
-                "password": stack["LEOSTREAM_PASSWORD"],
-                "extra": {"center_name": CENTER_NAME, "auth_server": DEFAULT_AUTH_SERVER},
-            },
-            "AIRFLOW_CONN_AWS_DEFAULT": {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
+        connections = {"AIRFLOW_CONN_VDI_DB": _postgres_connection(stack["VDI_DATABASE_URL"])}
+        # A real system's connection is built only from its stack.env keys when given (else it is given whole,
+        # or lives in the secrets backend); a sandbox's carries the sandbox's settings.
+        if "JIRA_URL" in stack:
+            connections["AIRFLOW_CONN_JIRA_DEFAULT"] = {
+                "conn_type": "jira", "host": stack["JIRA_URL"], "login": stack.get("JIRA_USER"),
+                "password": stack.get("JIRA_TOKEN"), "extra": {"verify": False} if self.sandboxed("jira") else {},
+            }
+        if "LEOSTREAM_URL" in stack:
+            connections["AIRFLOW_CONN_LEOSTREAM_DEFAULT"] = {
+                "conn_type": "leostream", "host": stack["LEOSTREAM_URL"], "login": stack.get("LEOSTREAM_USER"),
+                "password": stack.get("LEOSTREAM_PASSWORD"),
+                "extra": {"center_name": CENTER_NAME, "auth_server": DEFAULT_AUTH_SERVER}
+                if self.sandboxed("leostream") else {},
+            }
+        sandbox_only = {}
+        if self.sandboxed("aws"):
+            connections["AIRFLOW_CONN_AWS_DEFAULT"] = {
+                "conn_type": "aws", "login": "testing", "password": "testing",
                 "extra": {"region_name": "us-east-1", "endpoint_url": stack["AWS_ENDPOINT_URL"]},
-            },
-        }
+            }
+            sandbox_only.update({
+                "VDI_PLAYBOOK_BUCKET": "vdi-playbooks",
+                # moto accepts any key; the sandboxes reach it the way the broker's instance role would.
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            })
+        if self.all_sandboxed:
+            # Local sandboxes answer at once: poll and retry sooner than against the real services.
+            sandbox_only.update({"VDI_POKE_INTERVAL_S": "3", "VDI_RETRY_DELAY_S": "5", "VDI_TASK_RETRIES": "2"})
+        celery = {}
+        if self.uses_celery:
+            celery = {
+                "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
+                # The same slots in all as the LocalExecutor's parallelism, shared out among the workers.
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(max(1, LOCAL_PARALLELISM // self.celery_workers)),
+            }
         env = {
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            # 2 cores: the default 32 would spawn 32 LocalExecutor workers.
-            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__PARALLELISM": str(LOCAL_PARALLELISM),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             # The connection form's "Test" button (and POST /api/v2/connections/test); off by default.
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
@@ -240,15 +355,8 @@ class StackSettings:
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir / "airflow"),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "VDI_LOCAL_DIR": str(self.local_dir),
-            # Local sandboxes answer at once: poll and retry sooner than against the real services.
-            "VDI_POKE_INTERVAL_S": "3",
-            "VDI_RETRY_DELAY_S": "5",
-            "VDI_TASK_RETRIES": "2",
-            "VDI_PLAYBOOK_BUCKET": "vdi-playbooks",
-            # moto accepts any key; the sandboxes reach it the way the broker's instance role would.
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
+            **sandbox_only,
+            **celery,
             **stack,
             **{key: json.dumps(value) for key, value in connections.items()},
             **self.learned,
@@ -258,8 +366,8 @@ class StackSettings:
         return env
 
     def write_runtime_env(self) -> None:
-        _write_private(self.runtime_env_path, json.dumps(self.runtime_env(), indent=2) + "\n")
-        _write_private(self.airflow_home / "passwords.json", json.dumps(
+        write_private(self.runtime_env_path, json.dumps(self.runtime_env(), indent=2) + "\n")
+        write_private(self.airflow_home / "passwords.json", json.dumps(
             {self.stack_env()["AIRFLOW_USERNAME"]: self.stack_env()["AIRFLOW_PASSWORD"]}) + "\n")
 
 

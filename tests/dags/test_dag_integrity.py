@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from vdi.callbacks import on_task_failure
-from vdi.dag_defaults import sensor_settings, task_defaults
+from vdi.dag_defaults import task_defaults, wait_settings
 from vdi.steps import Step
 
 DAGS_DIR = REPO_ROOT / "dags"
@@ -41,10 +42,10 @@ def dag(dag_bag):
 def test_every_dag_file_imports_without_errors_and_defines_the_documented_dags(dag_bag):
     assert dag_bag.import_errors == {}
     assert {Path(d.fileloc).name for d in dag_bag.dags.values()} == set(DAG_FILES)
-    assert set(dag_bag.dags) == {"vdi_provision"}
+    assert set(dag_bag.dags) == {"vdi_provision", "vdi_deprovision", "vdi_reconcile"}  # DESIGN.md's DAG ids
 
 
-def test_the_dag_file_imports_nothing_heavy_at_parse():
+def test_the_dag_file_imports_nothing_heavy_at_parse(tmp_path):
     script = (
         "import json, runpy, sys\n"
         "import airflow.sdk\n"
@@ -52,10 +53,14 @@ def test_the_dag_file_imports_nothing_heavy_at_parse():
         f"runpy.run_path({str(DAGS_DIR / 'vdi_provision.py')!r})\n"
         "print(json.dumps(sorted(set(sys.modules) - before)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    # Without plugins/airflow_local_settings.py, which imports the tasks' modules in every Airflow process.
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                            check=True)
     added = set(json.loads(result.stdout.strip().splitlines()[-1]))
     assert {m for m in added if m.startswith("vdi.")} <= {
-        "vdi.callbacks", "vdi.dag_defaults", "vdi.identity", "vdi.request", "vdi.settings", "vdi.states", "vdi.steps"}
+        "vdi.callbacks", "vdi.dag_defaults", "vdi.identity", "vdi.request", "vdi.settings", "vdi.states", "vdi.steps",
+        "vdi.waits"}
     assert not {m.split(".")[0] for m in added} & {"psycopg", "boto3", "botocore", "atlassian", "requests", "jinja2"}
 
 
@@ -90,12 +95,34 @@ def test_every_task_runs_in_the_pool_of_the_system_it_calls_and_the_pools_are_de
     assert set(STEP_POOLS.values()) - {"default_pool"} == set(declared)
 
 
-def test_the_waiting_steps_hold_no_worker_slot_and_use_the_settings_timing(dag):
-    timing = sensor_settings()
+def test_the_waiting_steps_defer_to_the_triggerer_with_the_settings_timing(dag):
+    from vdi.waits import StepWait
+
+    timing = wait_settings()
     for step in WAITING_STEPS:
-        sensor = dag.get_task(step.value)
-        assert (sensor.mode, sensor.poke_interval, sensor.timeout) == (
-            "reschedule", timing["poke_interval"], timing["timeout"])
+        wait = dag.get_task(step.value)
+        assert isinstance(wait, StepWait) and wait.step == step
+        assert (wait.poke_interval_s, wait.wait_timeout_s) == (timing["poke_interval_s"], timing["wait_timeout_s"])
+
+
+def test_a_wait_defers_at_once_bounded_by_the_wait_timeout_and_resumes_only_to_report_an_error(dag):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from vdi.waits import StepTrigger
+
+    wait = dag.get_task(Step.WAIT_BOOTSTRAP.value)
+    wait.request, wait.instance_id = {"issue_key": "VDI-1"}, "i-0123456789abcdef0"
+    context = {"ti": None, "run_id": "delivery-run-1", "params": {"delivery_id": "d-1", "force": False}}
+    with pytest.raises(TaskDeferred) as deferred:
+        wait.execute(context)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, StepTrigger) and deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout.total_seconds() == wait.wait_timeout_s
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "vdi.waits.StepTrigger"
+    assert (kwargs["step"], kwargs["run_id"], kwargs["instance_id"], kwargs["manual"]) == (
+        "wait_bootstrap", "delivery-run-1", "i-0123456789abcdef0", False)
+    assert StepTrigger(**kwargs).serialize() == (classpath, kwargs)  # as the triggerer rebuilds it
 
 
 def test_the_dag_runs_only_when_triggered(dag):

@@ -13,14 +13,18 @@ import requests
 from sandbox.stack import settings
 from tests.conftest import REPO_ROOT, free_port
 
-STACK_PORT_VARIABLES = ("VDI_PG_PORT", "VDI_AIRFLOW_PORT", "VDI_BRIDGE_PORT", "VDI_JIRA_PORT",
-                        "VDI_LEOSTREAM_PORT", "VDI_MOTO_PORT")
+STACK_PORT_VARIABLES = tuple(variable for variable, _ in settings.DEFAULT_PORTS.values())
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "celery: starts a local stack of its own on the CeleryExecutor")
 
 
 def stack_environment(local_dir: Path) -> dict[str, str]:
-    """An environment for ``python -m sandbox.stack`` on free ports in ``local_dir``."""
+    """An environment for ``python -m sandbox.stack`` on free ports in ``local_dir``, all sandboxes (no real-service
+    setting of the caller's shell is passed on)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AIRFLOW", "VDI_")) and k not in {"PYTEST_CURRENT_TEST"}}
+           if not k.startswith(("AIRFLOW", "VDI_")) and k not in {"PYTEST_CURRENT_TEST", *settings.STACK_ENV_KEYS}}
     env.update({variable: str(free_port()) for variable in STACK_PORT_VARIABLES})
     env["VDI_LOCAL_DIR"] = str(local_dir)
     return env
@@ -46,12 +50,12 @@ def roomy_catalog(directory: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory):
-    """A running local stack for the whole session; yields its ``stack.env`` values (plus ``VDI_LOCAL_DIR``)."""
-    local_dir = tmp_path_factory.mktemp("stack")
+def running_stack(local_dir: Path, **extra_env: str):
+    """Start a local stack in ``local_dir`` (with ``extra_env``), yield its ``stack.env`` values (plus
+    ``VDI_LOCAL_DIR``), stop it: the body of a stack fixture."""
     env = stack_environment(local_dir)
     env["VDI_CATALOG_PATH"] = str(roomy_catalog(local_dir))
+    env.update(extra_env)
     started = run_stack("run", env)
     if started.returncode != 0:
         run_stack("stop", env)
@@ -61,6 +65,12 @@ def local_stack(tmp_path_factory):
     yield values
     stopped = run_stack("stop", env)
     assert stopped.returncode == 0, stopped.stderr
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory):
+    """A running local stack for the whole session; yields its ``stack.env`` values (plus ``VDI_LOCAL_DIR``)."""
+    yield from running_stack(tmp_path_factory.mktemp("stack"))
 
 
 class AirflowApi:

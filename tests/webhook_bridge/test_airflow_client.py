@@ -9,7 +9,9 @@ import pytest
 
 from tests.webhook_bridge.conftest import AIRFLOW_PASSWORD as PASSWORD
 from tests.webhook_bridge.conftest import unreachable_url
-from webhook_bridge.airflow_client import AirflowClient, AirflowUnavailable, TriggerOutcome, TriggerRefused
+from tests.webhook_bridge.airflow_dags import AirflowWithDags
+from webhook_bridge.airflow_client import (AirflowClient, AirflowUnavailable, DagNotFound, TriggerOutcome,
+                                           TriggerRefused)
 
 
 @pytest.fixture
@@ -83,3 +85,18 @@ def test_airflow_down_is_unavailable_quickly():
 
 def test_health(client):
     assert client.healthy() is True
+
+
+def test_a_404_naming_the_dag_is_dag_not_found_and_any_other_404_is_unavailable():
+    airflow = AirflowWithDags("vdi", PASSWORD, missing_dags={"vdi_gone"})
+    try:
+        client = AirflowClient(airflow.url, "vdi", PASSWORD, timeout_s=2)
+        with pytest.raises(DagNotFound, match="HTTP 404: Dag with dag_id: 'vdi_gone' not found"):
+            client.trigger("vdi_gone", "r1", {})
+        assert client.trigger("vdi_provision", "r1", {}) is TriggerOutcome.CREATED
+        # A 404 that does not name the DAG (e.g. AIRFLOW_API_URL with a wrong path): retried, never dropped.
+        airflow.trigger_status = 404
+        with pytest.raises(AirflowUnavailable, match="404"):
+            client.trigger("vdi_provision", "r2", {})
+    finally:
+        airflow.close()

@@ -176,7 +176,9 @@ def test_a_bad_route_is_refused_saying_which_and_why(route, says):
 def test_bridge_routes_and_secrets_are_read_from_the_environment():
     from webhook_bridge.settings import from_environment
 
-    assert from_environment({"BRIDGE_ROUTES": ""})["ROUTES"] == [{"moved_to": ["Approved"], "dag_id": "vdi_provision"}]
+    assert from_environment({"BRIDGE_ROUTES": ""})["ROUTES"] == [
+        {"moved_to": ["Approved"], "dag_id": "vdi_provision"},
+        {"moved_to": ["Removal Requested"], "issue_types": ["Desktop Removal"], "dag_id": "vdi_deprovision"}]
     config = from_environment({"BRIDGE_ROUTES": json.dumps([{"events": ["e"], "dag_id": "d"}]),
                                "JIRA_WEBHOOK_SECRET": "a", "JIRA_WEBHOOK_PREVIOUS_SECRETS": "b c\n\n d"})
     assert config["ROUTES"] == [{"events": ["e"], "dag_id": "d"}]

@@ -2,12 +2,14 @@
 unreachable (connections refused). That Airflow really gets exactly one run per delivery is tested with a real
 Airflow in tests/e2e."""
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 
 import psycopg
+import pytest
 
 from tests.conftest import REPO_ROOT, wait_until
 from tests.webhook_bridge.conftest import (AIRFLOW_PASSWORD, approval_body, jira_body, signed_headers,
@@ -166,3 +168,78 @@ def test_the_relays_writes_do_not_wait_for_the_wal_flush(make_relay, bridge_conf
     relay = make_relay({**bridge_config, **airflow_config(fake_airflow)})
     with relay.pool.connection() as conn:
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+
+
+# --- routes to a DAG that does not exist: dead-lettered after the grace, not retried forever ---
+
+TYPO_ROUTE = [{"moved_to": ["Approved"], "dag_id": "vdi_provisioning"}]  # no such DAG in Airflow
+
+
+@pytest.fixture
+def airflow_with_dags():
+    from tests.webhook_bridge.airflow_dags import AirflowWithDags
+
+    fake = AirflowWithDags("vdi", AIRFLOW_PASSWORD, missing_dags={"vdi_provisioning"})
+    yield fake
+    fake.close()
+
+
+def make_due(url) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE deliveries SET next_attempt_at = now() WHERE status = 'pending'")
+
+
+def test_a_delivery_routed_to_a_missing_dag_is_dead_lettered_once_and_shown_in_metrics(
+        make_app, make_relay, bridge_config, app_database_url, airflow_with_dags, caplog):
+    client = make_app({**bridge_config, "ROUTES": TYPO_ROUTE}).test_client()
+    assert post(client, "typo-1", 1) == 202
+    relay = make_relay({**bridge_config, **airflow_config(airflow_with_dags), "MISSING_DAG_GRACE_S": 0})
+    with caplog.at_level(logging.INFO, logger="webhook_bridge.relay"):
+        assert relay.dispatch() == ["dead_lettered"]
+        make_due(app_database_url)
+        assert relay.drain() == 0  # final: never claimed again
+    [row] = rows(app_database_url)
+    assert row[:4] == ("typo-1", "dead_lettered", 1, "HTTP 404: Dag with dag_id: 'vdi_provisioning' not found")
+    with psycopg.connect(app_database_url) as conn:
+        assert conn.execute("SELECT reason FROM deliveries").fetchone() == ("DAG vdi_provisioning does not exist",)
+    [line] = [r for r in caplog.records if "typo-1" in r.getMessage()]
+    assert line.levelno == logging.WARNING and "outcome=dead_lettered" in line.getMessage()
+    assert airflow_with_dags.runs == {}
+    relay.stop()  # writes its counts
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'vdi_bridge_deliveries_by_status{status="dead_lettered"} 1.0' in metrics
+    assert 'vdi_bridge_deliveries_by_status{status="pending"} 0.0' in metrics
+    assert 'vdi_bridge_triggers_total{outcome="dead_lettered"} 1.0' in metrics
+
+
+def test_a_missing_dag_is_retried_through_the_grace_then_dead_lettered(make_app, make_relay, bridge_config,
+                                                                       app_database_url, airflow_with_dags):
+    client = make_app({**bridge_config, "ROUTES": TYPO_ROUTE}).test_client()
+    assert post(client, "typo-2", 2) == 202
+    relay = make_relay({**bridge_config, **airflow_config(airflow_with_dags), "MISSING_DAG_GRACE_S": 1.0})
+    assert relay.dispatch() == ["dag_missing"]
+    [row] = rows(app_database_url)
+    assert row[1:3] == ("pending", 1) and row[4] is True  # waits for its next attempt
+    outcomes = []
+
+    def dead_lettered() -> bool:
+        make_due(app_database_url)
+        outcomes.extend(relay.dispatch())
+        return outcomes[-1] == "dead_lettered"
+
+    wait_until(dead_lettered, timeout_s=10, interval_s=0.2, message="dead-lettered after the grace")
+    assert set(outcomes[:-1]) <= {"dag_missing"}
+    assert rows(app_database_url)[0][1] == "dead_lettered"
+
+
+def test_a_dag_that_appears_within_the_grace_takes_its_deliveries(make_app, make_relay, bridge_config,
+                                                                  app_database_url, airflow_with_dags):
+    client = make_app({**bridge_config, "ROUTES": TYPO_ROUTE}).test_client()
+    assert post(client, "early", 3) == 202
+    relay = make_relay({**bridge_config, **airflow_config(airflow_with_dags), "MISSING_DAG_GRACE_S": 3600})
+    assert relay.dispatch() == ["dag_missing"]
+    airflow_with_dags.missing_dags.clear()  # the DAG processor parsed the new file
+    make_due(app_database_url)
+    assert relay.dispatch() == ["created"]
+    assert list(airflow_with_dags.runs) == ["VDI-3__jira__early"]
+    assert rows(app_database_url)[0][1] == "dispatched"

@@ -8,12 +8,13 @@ import hmac
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from sandbox.jira.routes import comments, issues, meta, properties, search, transitions, users, webhook_admin
+from sandbox.jira.routes import (comments, issues, links, meta, properties, search, transitions, users, webhook_admin,
+                                 workflows)
 from sandbox.jira.routes.common import error_body, site
 from sandbox.jira.site import JiraError, User
 
 rest = Blueprint("jira_api", __name__)
-for _resource in (meta, issues, comments, transitions, properties, search, users, webhook_admin):
+for _resource in (meta, issues, comments, links, transitions, properties, search, users, webhook_admin, workflows):
     rest.register_blueprint(_resource.bp)
 
 

@@ -9,6 +9,7 @@ from flask import Blueprint, g, jsonify, request
 from sandbox.jira.routes.comments import new_comment
 from sandbox.jira.routes.common import INVALID_PAYLOAD, NOT_ON_SCREEN, json_object, locked_issue, site
 from sandbox.jira.routes.events import changelog, fire
+from sandbox.jira.routes.links import check_update_links, link_from_update
 from sandbox.jira.site import HistoryItem, JiraError, Site, adf_text, is_adf
 
 SYSTEM_EDITABLE = {"summary", "description", "labels", "reporter"}
@@ -130,9 +131,20 @@ def create_issue(version: int):
             if stored.get(field_id) in (None, "", []) and field_id not in errors:
                 errors[field_id] = ("You must specify a summary of the issue." if field_id == "summary"
                                     else f"{s.field_name(field_id)} is required.")
+        update_in = body.get("update") or {}
+        if not isinstance(update_in, dict):
+            raise JiraError(400, [INVALID_PAYLOAD])
+        for field_id in update_in:
+            if field_id != "issuelinks" or field_id not in issue_type["fields"]:
+                errors[field_id] = NOT_ON_SCREEN.format(field_id)
         if errors:
             raise JiraError(400, errors=errors)
+        if "issuelinks" in update_in:
+            check_update_links(s, update_in["issuelinks"])
         issue = s.next_issue(issue_type, stored, g.user)
+        # The create screen's links are part of the new issue, as its issue_created webhook shows.
+        for operation in update_in.get("issuelinks") or []:
+            link_from_update(s, issue, operation)
         for prop in body.get("properties") or []:
             if isinstance(prop, dict) and isinstance(prop.get("key"), str):
                 issue.properties[prop["key"]] = prop.get("value")
@@ -165,6 +177,7 @@ def edit_issue(version: int, key: str):
         new_values: dict[str, Any] = {}
         errors: dict[str, str] = {}
         comment_specs = []
+        link_specs: list = []
         for field_id, value in fields_in.items():
             if field_id not in editable:
                 errors[field_id] = NOT_ON_SCREEN.format(field_id)
@@ -178,6 +191,10 @@ def edit_issue(version: int, key: str):
                 if not isinstance(operations, list):
                     raise JiraError(400, [INVALID_PAYLOAD])
                 comment_specs += [op.get("add") for op in operations if isinstance(op, dict) and "add" in op]
+                continue
+            if field_id == "issuelinks" and field_id in editable:
+                check_update_links(s, operations, issue.key)
+                link_specs = operations
                 continue
             if field_id not in editable or not isinstance(operations, list):
                 errors[field_id] = NOT_ON_SCREEN.format(field_id)
@@ -212,6 +229,8 @@ def edit_issue(version: int, key: str):
         items = [_history_item(s, f, issue.fields.get(f), v) for f, v in new_values.items()
                  if issue.fields.get(f) != v]
         issue.fields.update(new_values)
+        for operation in link_specs:
+            link_from_update(s, issue, operation)
         comments = [new_comment(s, issue, g.user, spec, version) for spec in comment_specs]
         if items:
             history = s.add_history(issue, g.user, items)

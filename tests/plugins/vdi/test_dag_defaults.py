@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from vdi.dag_defaults import sensor_settings, task_defaults
+from vdi.dag_defaults import sensor_settings, task_defaults, wait_settings
 from vdi.settings import load
 
 
@@ -17,3 +17,8 @@ def test_every_try_of_a_task_is_bounded_by_the_task_timeout_setting():
 def test_sensors_reschedule_with_the_settings_timing():
     assert sensor_settings(load({"VDI_POKE_INTERVAL_S": "3", "VDI_WAIT_TIMEOUT_S": "60"})) == {
         "mode": "reschedule", "poke_interval": 3.0, "timeout": 60.0}
+
+
+def test_deferred_waits_check_and_give_up_with_the_settings_timing():
+    assert wait_settings(load({"VDI_POKE_INTERVAL_S": "3", "VDI_WAIT_TIMEOUT_S": "60"})) == {
+        "poke_interval_s": 3.0, "wait_timeout_s": 60.0}

@@ -755,3 +755,97 @@ def test_a_permanent_failure_keeps_its_own_words_when_it_reaches_the_callback_wr
         words = provision.plain_cause(wrapped)
     assert words == str(conflict).rstrip(".")
     assert "dana@studio.example" in words and "Retry" in words
+
+
+# --- the waits, deferred to the triggerer (vdi.waits) -----------------------------------------------------------
+def trigger_events(trigger, limit_s: float = 60) -> list:
+    """Every event ``trigger`` yields (it stops after its first), as the triggerer runs it."""
+    import asyncio
+
+    async def collect():
+        return [event async for event in trigger.run()]
+
+    return asyncio.run(asyncio.wait_for(collect(), limit_s))
+
+
+@pytest.fixture
+def wait_trigger(app_database_url, ec2, broker, monkeypatch):
+    """A ``StepTrigger`` for the webhook run, polling every 0.2 s, with the app database from the environment."""
+    from vdi import waits
+
+    monkeypatch.setenv("VDI_DATABASE_URL", app_database_url)
+    waits._ec2.cache_clear()
+
+    def build(step: Step, request: DesktopRequest, **args):
+        return waits.StepTrigger(step.value, request.model_dump(mode="json"), WEBHOOK_RUN.run_id, False, False,
+                                 poke_interval_s=0.2, check_timeout_s=30, **args)
+
+    yield build
+    waits._ec2.cache_clear()
+
+
+def test_a_deferred_wait_ends_its_task_from_the_triggerer_once_the_first_boot_reports_done(
+        conn, jira, ticket, ec2, catalog, leostream, field_config, wait_trigger):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    key = approved_ticket(jira)
+    request = claimed(conn, ticket, key, catalog, field_config)
+    instance_id = launched(conn, ec2, request, catalog)
+
+    [event] = trigger_events(wait_trigger(Step.WAIT_BOOTSTRAP, request, instance_id=instance_id))
+    assert isinstance(event, TaskSuccessEvent)  # no second start in a worker
+    assert leostream.tags(instance_id)["vdi:bootstrap"] == "done"
+    steps = [(e["step"], e["outcome"]) for e in store.events(conn, request.request_id)]
+    assert steps.count((Step.WAIT_BOOTSTRAP, "done")) == 1
+
+
+def test_a_deferred_wait_hands_a_failed_first_boot_back_to_the_worker_with_its_cause(
+        conn, jira, ticket, ec2, catalog, leostream, field_config, wait_trigger):
+    from airflow.triggers.base import BaseTaskEndEvent
+
+    key = approved_ticket(jira)
+    first_boot(leostream, key, "failed", cause="the DCV server package could not be installed")
+    request = claimed(conn, ticket, key, catalog, field_config)
+    instance_id = launched(conn, ec2, request, catalog)
+
+    [event] = trigger_events(wait_trigger(Step.WAIT_BOOTSTRAP, request, instance_id=instance_id))
+    assert not isinstance(event, BaseTaskEndEvent)  # resumed in a worker, where the failure takes its usual path
+    assert event.payload == {"error": "BootstrapFailed: it failed (the DCV server package could not be installed)"}
+
+    from vdi.waits import StepWait
+
+    wait = StepWait(step=Step.WAIT_BOOTSTRAP, request=request.model_dump(mode="json"), instance_id=instance_id,
+                    poke_interval_s=0.2, wait_timeout_s=60)
+    context = {"ti": None, "run_id": WEBHOOK_RUN.run_id, "params": {"delivery_id": "d-1", "force": False}}
+    with pytest.raises(AirflowFailException, match="the DCV server package could not be installed"):
+        wait.execute_complete(context, event.payload)  # no retry: the failure callback reports it
+
+
+def test_deferred_waits_follow_the_desktop_through_the_broker_up_to_its_agent_running(
+        conn, jira, ticket, ec2, catalog, broker, leostream, field_config, wait_trigger):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    key = approved_ticket(jira)
+    request = claimed(conn, ticket, key, catalog, field_config)
+    instance_id = launched(conn, ec2, request, catalog)
+    for step in (Step.WAIT_INSTANCE_RUNNING, Step.WAIT_BOOTSTRAP):
+        [event] = trigger_events(wait_trigger(step, request, instance_id=instance_id))
+        assert isinstance(event, TaskSuccessEvent), step
+    registration = provision.register(conn, broker, request, WEBHOOK_RUN, catalog, instance_id)
+    for step in (Step.WAIT_DESKTOP_IN_POOL, Step.WAIT_AGENT_RUNNING):
+        [event] = trigger_events(wait_trigger(step, request, registration=registration))
+        assert isinstance(event, TaskSuccessEvent), step
+    assert broker.pool(registration["pool_id"])["pool_stats"]["total_agent_running"] >= 1
+
+
+def test_a_deferred_wait_of_a_run_that_lost_its_request_hands_back_to_the_worker_which_skips(
+        conn, jira, ticket, ec2, catalog, field_config, wait_trigger):
+    key = approved_ticket(jira)
+    request = claimed(conn, ticket, key, catalog, field_config)
+    instance_id = launched(conn, ec2, request, catalog)
+    stray = replace(WEBHOOK_RUN, run_id="another-run")
+    trigger = wait_trigger(Step.WAIT_INSTANCE_RUNNING, request, instance_id=instance_id)
+    trigger.run_id = stray.run_id
+
+    [event] = trigger_events(trigger)
+    assert event.payload["error"].startswith("NotOwner: another-run no longer owns")

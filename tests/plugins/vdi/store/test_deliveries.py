@@ -161,3 +161,144 @@ def test_a_beat_forgets_relays_silent_for_a_day(app_database_url):
                      " ('quiet:1', now() - interval '23 hours')")
         deliveries.relay_beat(conn, "host:1", {})
         assert sorted(row[0] for row in conn.execute("SELECT relay_id FROM relay_heartbeats")) == ["host:1", "quiet:1"]
+
+
+# --- dead letters and the reconcile's statements (migration 0006) ---
+
+def aged(conn, delivery_id: str, received: str, next_attempt: str = "0 seconds") -> None:
+    """Make a delivery received ``received`` ago and due ``next_attempt`` from now (negative: overdue)."""
+    conn.execute("UPDATE deliveries SET received_at = now() - %s::interval, next_attempt_at = now() + %s::interval"
+                 " WHERE delivery_id = %s", (received, next_attempt, delivery_id))
+
+
+def statuses(conn) -> dict[str, str]:
+    return dict(conn.execute("SELECT delivery_id, status FROM deliveries").fetchall())
+
+
+def test_the_status_column_takes_dead_lettered_and_refuses_anything_unknown(app_database_url):
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        deliveries.record(conn, new("a"))
+        deliveries.mark_dead_lettered(conn, "a", "DAG vdi_gone does not exist", "HTTP 404: Dag not found")
+        assert deliveries.get_status(conn, "a") is DeliveryStatus.DEAD_LETTERED
+        assert conn.execute("SELECT reason, attempts, requeues FROM deliveries").fetchone() == (
+            "DAG vdi_gone does not exist", 1, 0)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE deliveries SET status = 'lost' WHERE delivery_id = 'a'")
+
+
+def test_requeue_refuses_what_it_cannot_requeue_and_says_why(app_database_url):
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        for delivery_id in ("dead", "done", "failed", "waiting"):
+            deliveries.record(conn, new(delivery_id))
+        deliveries.record(conn, new("ignored", DeliveryStatus.IGNORED))
+        deliveries.mark_dead_lettered(conn, "dead", "DAG vdi_gone does not exist", "HTTP 404")
+        deliveries.mark_dispatched(conn, ["done"])
+        deliveries.mark_failed(conn, "failed", "HTTP 400")
+        refusals = {delivery_id: deliveries.requeue_refusal(conn, delivery_id)
+                    for delivery_id in ("dead", "done", "ignored", "unknown", "failed", "waiting")}
+        assert "dead-lettered (DAG vdi_gone does not exist)" in refusals["dead"]
+        assert "trigger vdi_provision by hand" in refusals["dead"]
+        assert "dispatched already (run jira__done of vdi_provision)" in refusals["done"]
+        assert "ignored (no route)" in refusals["ignored"]
+        assert "no delivery 'unknown' is recorded" in refusals["unknown"]
+        assert refusals["failed"] == refusals["waiting"] == ""
+        assert [deliveries.requeue(conn, d) for d in ("dead", "done", "ignored", "unknown")] == [False] * 4
+        assert statuses(conn)["dead"] == "dead_lettered"
+        assert deliveries.requeue(conn, "failed") and statuses(conn)["failed"] == "pending"
+        assert conn.execute("SELECT requeues FROM deliveries WHERE delivery_id = 'failed'").fetchone() == (0,)
+
+
+def test_backlog_counts_failed_and_dead_lettered_deliveries(app_database_url):
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        for delivery_id in ("p", "f1", "f2", "x", "done"):
+            deliveries.record(conn, new(delivery_id))
+        deliveries.record(conn, new("ignored", DeliveryStatus.IGNORED))
+        aged(conn, "p", "1 hour")
+        deliveries.mark_failed(conn, "f1", "HTTP 400")
+        deliveries.mark_failed(conn, "f2", "HTTP 422")
+        deliveries.mark_dead_lettered(conn, "x", "DAG gone", "HTTP 404")
+        deliveries.mark_dispatched(conn, ["done"])
+        backlog = deliveries.backlog(conn)
+        assert (backlog.pending, backlog.failed, backlog.dead_lettered) == (1, 2, 1)
+        assert 3590 < backlog.oldest_pending_age_s < 3700
+
+
+def test_old_pending_in_backoff_are_made_due_and_the_relay_notified(app_database_url, listener):
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        for delivery_id in ("old-waiting", "old-due", "young-waiting", "old-waiting-2"):
+            deliveries.record(conn, new(delivery_id))
+        conn.execute("NOTIFY marker")
+        channels_until_marker(listener)
+        aged(conn, "old-waiting", "20 minutes", "5 minutes")
+        aged(conn, "old-waiting-2", "20 minutes", "10 minutes")
+        aged(conn, "old-due", "20 minutes", "-1 minute")
+        aged(conn, "young-waiting", "1 minute", "5 minutes")
+        assert deliveries.count_old_pending(conn, 600, due=False) == 2
+        assert deliveries.count_old_pending(conn, 600, due=True) == 1
+        assert deliveries.make_old_pending_due(conn, 600, limit=1) == ["old-waiting"]  # the soonest due first
+        conn.execute("NOTIFY marker")
+        assert channels_until_marker(listener) == [deliveries.NEW_DELIVERY_CHANNEL, "marker"]
+        assert deliveries.make_old_pending_due(conn, 600, limit=5) == ["old-waiting-2"]
+        assert sorted(c.delivery_id for c in deliveries.claim_due(conn, 10)) == ["old-due", "old-waiting",
+                                                                                 "old-waiting-2"]
+
+
+def test_handing_out_old_pending_leases_them_so_the_next_call_takes_the_next_ones(app_database_url):
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        for delivery_id in ("a", "b", "c", "young"):
+            deliveries.record(conn, new(delivery_id))
+        for n, delivery_id in enumerate(("a", "b", "c")):
+            aged(conn, delivery_id, "1 hour", f"-{3 - n} minutes")
+        first = deliveries.hand_out_old_pending(conn, 600, limit=2, lease_s=600)
+        assert [d.delivery_id for d in first] == ["a", "b"]
+        assert first[0] == deliveries.HandedOut("a", "jira:issue_created", "VDI-1", "vdi_provision", "jira__a", None)
+        assert [d.delivery_id for d in deliveries.hand_out_old_pending(conn, 600, limit=2, lease_s=600)] == ["c"]
+        assert deliveries.hand_out_old_pending(conn, 600, limit=2, lease_s=600) == []
+        assert set(statuses(conn).values()) == {"pending"}  # still the relay's to mark dispatched
+        assert deliveries.claim_due(conn, 10)[0].delivery_id == "young"  # leased ones are not due
+
+
+def test_failed_deliveries_are_requeued_up_to_the_cap_then_dead_lettered(app_database_url, listener):
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        for delivery_id in ("a", "b", "c"):
+            deliveries.record(conn, new(delivery_id))
+            deliveries.mark_failed(conn, delivery_id, "HTTP 400: conf refused")
+        conn.execute("NOTIFY marker")
+        channels_until_marker(listener)
+        conn.execute("UPDATE deliveries SET requeues = 2 WHERE delivery_id = 'c'")
+        assert deliveries.count_failed(conn, 2, spent=False) == 2
+        assert deliveries.count_failed(conn, 2, spent=True) == 1
+        assert deliveries.requeue_failed(conn, 2, limit=1) == ["a"]
+        conn.execute("NOTIFY marker")
+        assert channels_until_marker(listener) == [deliveries.NEW_DELIVERY_CHANNEL, "marker"]
+        assert [d.delivery_id for d in deliveries.claim_due(conn, 5)] == ["a"]
+        assert conn.execute("SELECT requeues FROM deliveries WHERE delivery_id = 'a'").fetchone() == (1,)
+        [dead] = deliveries.dead_letter_failed(conn, 2, limit=5)
+        assert dead == deliveries.DeadLettered("c", "VDI-1", "vdi_provision", "HTTP 400: conf refused")
+        assert statuses(conn) == {"a": "pending", "b": "failed", "c": "dead_lettered"}
+        assert conn.execute("SELECT reason FROM deliveries WHERE delivery_id = 'c'").fetchone() == (
+            "refused by Airflow after 2 requeues",)
+        assert deliveries.dead_letter_failed(conn, 2, limit=5) == []
+
+
+def test_prune_deletes_finished_deliveries_past_their_retention_ignored_ones_sooner(app_database_url):
+    from datetime import timedelta
+
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        for delivery_id in ("old-done", "old-dead", "old-pending", "old-failed", "new-done", "mid-done"):
+            deliveries.record(conn, new(delivery_id))
+        for delivery_id in ("old-ignored", "mid-ignored", "new-ignored"):
+            deliveries.record(conn, new(delivery_id, DeliveryStatus.IGNORED))
+        deliveries.mark_dispatched(conn, ["old-done", "new-done", "mid-done"])
+        deliveries.mark_dead_lettered(conn, "old-dead", "DAG gone", "HTTP 404")
+        deliveries.mark_failed(conn, "old-failed", "HTTP 400")
+        for delivery_id in ("old-done", "old-dead", "old-pending", "old-failed", "old-ignored"):
+            aged(conn, delivery_id, "40 days")
+        for delivery_id in ("mid-done", "mid-ignored"):
+            aged(conn, delivery_id, "5 days")
+        retention, ignored = timedelta(days=30), timedelta(days=3)
+        assert deliveries.count_prunable(conn, retention, ignored) == 4
+        assert deliveries.prune(conn, retention, ignored, limit=3) == 3
+        assert deliveries.prune(conn, retention, ignored, limit=3) == 1
+        assert deliveries.prune(conn, retention, ignored, limit=3) == 0
+        assert sorted(statuses(conn)) == ["mid-done", "new-done", "new-ignored", "old-failed", "old-pending"]
