@@ -31,7 +31,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import webhook_bridge
-from bench import in_threads
+from bench import free_port, in_threads, wait_for
 from bench.airflow_stub import AirflowStub
 from webhook_bridge.signature import sign
 
@@ -121,21 +120,6 @@ class AirflowProcess:
     def close(self) -> None:
         self.process.terminate()
         self.process.join(10)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(condition, deadline_s: float, what: str):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"bench: {what} not ready within {deadline_s}s")
 
 
 def jira_body() -> bytes:

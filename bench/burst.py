@@ -25,7 +25,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import requests
 import yaml
+
+from bench import free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FLOOR_DAG_FILE = REPO_ROOT / "bench" / "floor_dags" / "vdi_provision_floor.py"
@@ -66,12 +67,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]  # nearest rank
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- the stack ---------------------------------------------------------------------------------------------------
@@ -158,15 +153,6 @@ class Airflow:
             return bool(self.request("GET", f"/dags/{dag_id}"))
         except requests.RequestException:
             return False
-
-
-def wait_for(condition, deadline_s: float, what: str, interval_s: float = 1.0):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(interval_s)
-    raise TimeoutError(f"{what} not within {deadline_s:.0f} s")
 
 
 # --- the two bursts ----------------------------------------------------------------------------------------------
@@ -524,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         stack_env = read_stack_env(work / "local" / "stack.env")
         airflow = Airflow(stack_env["AIRFLOW_API_URL"], stack_env["AIRFLOW_USERNAME"], stack_env["AIRFLOW_PASSWORD"])
         wait_for(lambda: airflow.dag_loaded(FLOOR_DAG_ID) and airflow.dag_loaded(PRODUCT_DAG_ID), 180,
-                 "both DAGs parsed")
+                 "both DAGs parsed", interval_s=1)
         warm, warm_outcomes = Burst("alone"), {}
         if args.warmup:
             log("warming up: one ticket, one floor run")

@@ -31,18 +31,12 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from bench import free_port
+
 REGION = "eu-west-3"
 BROKER_USER, BROKER_PASSWORD = "vdi-api", "bench-broker-password"
 JIRA_USER, JIRA_TOKEN = "vdi-bot@studio.example", "bench-jira-token"
 KINDS = ("orphan_instance", "desktop_lost", "orphan_broker_pool", "ticket_status")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -320,8 +314,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    # Airflow first: its local settings (plugins/airflow_local_settings.py) import vdi modules at its start.
-    import airflow.sdk  # noqa: F401
     import pgserver
     from moto.server import ThreadedMotoServer
 

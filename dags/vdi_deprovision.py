@@ -35,25 +35,12 @@ from typing import Any
 
 import pendulum
 
-from airflow.sdk import Param, dag, get_current_context, task
-from vdi.callbacks import current_run, task_outcome
+from airflow.sdk import Param, dag, task
+from vdi.callbacks import current_run, issue_key_param, task_outcome
 from vdi.dag_defaults import AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, sensor_settings, task_defaults
 from vdi.request import ISSUE_KEY_PATTERN, JiraFieldConfig
 from vdi.settings import load
-from vdi.states import Run
 from vdi.steps import RemovalStep
-
-
-def _issue_key() -> str:
-    """The run's ``issue_key`` param (Airflow merges the run's conf into its params)."""
-    issue_key = get_current_context()["params"].get("issue_key")
-    if not issue_key:
-        raise ValueError('no issue key: trigger with conf {"issue_key": "VDI-123"}')
-    return issue_key
-
-
-def _run() -> Run:
-    return current_run(get_current_context())
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
@@ -86,7 +73,7 @@ def vdi_deprovision():
         from vdi.provision import database
 
         with database() as conn:
-            return deprovision.claim(conn, JiraTicket.from_connection(), _issue_key(), _run(),
+            return deprovision.claim(conn, JiraTicket.from_connection(), issue_key_param(), current_run(),
                                      load().jira_removal_status)
 
     @task(task_id=RemovalStep.RESOLVE.value, pool=JIRA_POOL)
@@ -96,7 +83,7 @@ def vdi_deprovision():
         from vdi.provision import database
 
         with task_outcome(), database() as conn:
-            return deprovision.resolve(conn, JiraTicket.from_connection(), removal, _run(),
+            return deprovision.resolve(conn, JiraTicket.from_connection(), removal, current_run(),
                                        JiraFieldConfig.from_env(), load().jira_request_type)
 
     @task(task_id=RemovalStep.REMOVE_FROM_BROKER.value, pool=LEOSTREAM_POOL)
@@ -106,7 +93,7 @@ def vdi_deprovision():
         from vdi.provision import database
 
         with task_outcome(), database() as conn, broker_session() as broker:
-            return deprovision.remove_from_broker(conn, broker, removal, _run())
+            return deprovision.remove_from_broker(conn, broker, removal, current_run())
 
     @task.sensor(task_id=RemovalStep.STOP_INSTANCES.value, pool=AWS_POOL, **sensor_settings())
     def stop_instances(removal: dict) -> bool:
@@ -116,7 +103,7 @@ def vdi_deprovision():
         from vdi.provision import database
 
         with task_outcome(), database() as conn:
-            return deprovision.instances_stopped(conn, aws_client("ec2"), removal, _run(), load_catalog())
+            return deprovision.instances_stopped(conn, aws_client("ec2"), removal, current_run(), load_catalog())
 
     @task(task_id=RemovalStep.TERMINATE_INSTANCES.value, pool=AWS_POOL)
     def terminate_instances(removal: dict) -> dict:
@@ -126,7 +113,7 @@ def vdi_deprovision():
         from vdi.provision import database
 
         with task_outcome(), database() as conn:
-            return deprovision.terminate_instances(conn, aws_client("ec2"), removal, _run(), load_catalog())
+            return deprovision.terminate_instances(conn, aws_client("ec2"), removal, current_run(), load_catalog())
 
     @task(task_id=RemovalStep.FINISH.value, pool=JIRA_POOL)
     def finish(removal: dict) -> None:
@@ -135,7 +122,7 @@ def vdi_deprovision():
         from vdi.provision import database
 
         with task_outcome(), database() as conn:
-            deprovision.finish(conn, JiraTicket.from_connection(), removal, _run())
+            deprovision.finish(conn, JiraTicket.from_connection(), removal, current_run())
 
     removal = claim()
     (resolve(removal) >> remove_from_broker(removal) >> stop_instances(removal) >> terminate_instances(removal)

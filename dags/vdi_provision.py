@@ -37,27 +37,14 @@ from __future__ import annotations
 
 import pendulum
 
-from airflow.sdk import Param, dag, get_current_context, task
-from vdi.callbacks import current_run, on_task_failure, task_outcome
+from airflow.sdk import Param, dag, task
+from vdi.callbacks import current_run, issue_key_param, on_task_failure, task_outcome
 from vdi.dag_defaults import (AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, MAX_ACTIVE_PROVISION_RUNS, task_defaults,
                               wait_settings)
 from vdi.request import ISSUE_KEY_PATTERN, DesktopRequest, JiraFieldConfig
 from vdi.settings import load
-from vdi.states import Run
 from vdi.steps import Step
 from vdi.waits import StepWait
-
-
-def _issue_key() -> str:
-    """The run's ``issue_key`` param (Airflow merges the run's conf into its params)."""
-    issue_key = get_current_context()["params"].get("issue_key")
-    if not issue_key:
-        raise ValueError('no issue key: trigger with conf {"issue_key": "VDI-123"}')
-    return issue_key
-
-
-def _run() -> Run:
-    return current_run(get_current_context())
 
 
 @dag(
@@ -85,15 +72,15 @@ def vdi_provision():
         from vdi.jira import JiraTicket
 
         with provision.database() as conn:
-            return provision.validate(JiraTicket.from_connection(), _issue_key(), JiraFieldConfig.from_env(), conn,
-                                      _run())
+            return provision.validate(JiraTicket.from_connection(), issue_key_param(), JiraFieldConfig.from_env(), conn,
+                                      current_run())
 
     @task.short_circuit(task_id=Step.DEDUPE.value)
     def dedupe(request: dict) -> bool:
         from vdi import provision
 
         with provision.database() as conn:
-            return provision.dedupe(conn, DesktopRequest.model_validate(request), _run(),
+            return provision.dedupe(conn, DesktopRequest.model_validate(request), current_run(),
                                     load().jira_trigger_status)
 
     @task.short_circuit(task_id=Step.PERSIST.value, pool=JIRA_POOL)
@@ -104,7 +91,7 @@ def vdi_provision():
 
         with provision.database() as conn:
             return provision.persist(conn, JiraTicket.from_connection(), DesktopRequest.model_validate(request),
-                                     _run(), load_catalog(), load().jira_trigger_status)
+                                     current_run(), load_catalog(), load().jira_trigger_status)
 
     @task(task_id=Step.JIRA_IN_PROGRESS.value, pool=JIRA_POOL)
     def jira_in_progress(request: dict) -> None:
@@ -114,7 +101,7 @@ def vdi_provision():
 
         desktop = DesktopRequest.model_validate(request)
         with task_outcome(), provision.database() as conn:
-            provision.mark_in_progress(conn, JiraTicket.from_connection(), desktop, _run(),
+            provision.mark_in_progress(conn, JiraTicket.from_connection(), desktop, current_run(),
                                        load_catalog().resolve_os(desktop))
 
     @task(task_id=Step.LAUNCH_INSTANCE.value, pool=AWS_POOL)
@@ -132,7 +119,7 @@ def vdi_provision():
                                       region=catalog.region, playbook_bucket=load().playbook_bucket,
                                       display_protocol=catalog.bundles[desktop.bundle].leostream.display_protocol)
         with task_outcome(), provision.database() as conn:
-            return provision.launch(conn, aws_client("ec2"), desktop, _run(), catalog, os_family, user_data,
+            return provision.launch(conn, aws_client("ec2"), desktop, current_run(), catalog, os_family, user_data,
                                     load().bootstrap_timeout_s)
 
     @task(task_id=Step.REGISTER_DESKTOP.value, pool=LEOSTREAM_POOL)
@@ -142,8 +129,8 @@ def vdi_provision():
         from vdi.leostream import broker_session
 
         with task_outcome(), provision.database() as conn, broker_session() as broker:
-            return provision.register(conn, broker, DesktopRequest.model_validate(request), _run(), load_catalog(),
-                                      instance_id)
+            return provision.register(conn, broker, DesktopRequest.model_validate(request), current_run(),
+                                      load_catalog(), instance_id)
 
     @task(task_id=Step.JIRA_READY.value, pool=JIRA_POOL)
     def jira_ready(request: dict, registration: dict, instance_id: str) -> None:
@@ -153,7 +140,7 @@ def vdi_provision():
 
         with task_outcome(), provision.database() as conn:
             provision.finish_ready(conn, JiraTicket.from_connection(), DesktopRequest.model_validate(request),
-                                   _run(), registration, LeostreamHook().broker_address(), instance_id)
+                                   current_run(), registration, LeostreamHook().broker_address(), instance_id)
 
     request = validate()
     in_progress = jira_in_progress(request)

@@ -41,6 +41,7 @@ from vdi.dag_defaults import JIRA_POOL, task_defaults
 from vdi.settings import load
 
 PROVISION_DAG = "vdi_provision"
+_SETTINGS = load()  # read once at parse: the schedule and the bounds; each task reads its own settings when it runs
 
 
 def _dry_run() -> bool:
@@ -49,14 +50,14 @@ def _dry_run() -> bool:
 
 @dag(
     dag_id="vdi_reconcile",
-    schedule=load().reconcile_schedule,
+    schedule=_SETTINGS.reconcile_schedule,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    dagrun_timeout=timedelta(seconds=4 * load().task_timeout_s),
+    dagrun_timeout=timedelta(seconds=4 * _SETTINGS.task_timeout_s),
     doc_md=__doc__,
     tags=["vdi", "reconcile"],
-    default_args=task_defaults(),
+    default_args=task_defaults(_SETTINGS),
     params={
         "dry_run": Param(False, type="boolean", description="Report what would be done; change nothing"),
         "lost_after_s": Param(None, type=["null", "number"], minimum=0,

@@ -9,6 +9,8 @@ importing them again (seconds per task on a busy machine; see bench/RESULTS.md).
 triggerer, which runs the waits' checks, start with them too. Airflow's own task machinery is left as it is.
 """
 
+import sys
+
 try:
     import atlassian  # noqa: F401  (the Jira client)
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook  # noqa: F401  (boto3, botocore)
@@ -16,5 +18,9 @@ try:
     import vdi.provision  # noqa: F401  (psycopg, the store, the clients' modules)
     import vdi.userdata  # noqa: F401  (jinja2, the playbook bundle)
     import vdi.waits  # noqa: F401
-except ImportError:  # a vdi module in the middle of its own import imported Airflow: it imports the rest itself
-    pass
+except ImportError as error:
+    # Let through only a module in the middle of its own import: a vdi module that imports Airflow before it
+    # defines its names (vdi.leostream) brings this module in then, and its process imports the rest itself.
+    # Any other failure (a missing or broken dependency) is real and stops the process's start.
+    if not getattr(getattr(sys.modules.get(error.name or ""), "__spec__", None), "_initializing", False):
+        raise

@@ -186,9 +186,7 @@ class Relay:
                     result = self._airflow.trigger(claimed.dag_id, claimed.dag_run_id, run_conf(claimed),
                                                    note=claimed.note)
                 except AirflowUnavailable as error:
-                    delay = retry_delay(claimed.attempts, self._retry_base_s, self._retry_max_s)
-                    deliveries.mark_retry(conn, claimed.delivery_id, str(error), delay)
-                    outcome, detail = "retry", f"{error}; next attempt in {delay:.1f}s"
+                    outcome, detail = "retry", self._retry_later(conn, claimed, error)
                 except TriggerRefused as error:
                     deliveries.mark_failed(conn, claimed.delivery_id, str(error))
                     outcome, detail = "refused", str(error)
@@ -200,9 +198,7 @@ class Relay:
                                                       f"DAG {claimed.dag_id} does not exist", str(error))
                         outcome, detail = "dead_lettered", f"{error}; missing for {missing_for:.0f}s"
                     else:
-                        delay = retry_delay(claimed.attempts, self._retry_base_s, self._retry_max_s)
-                        deliveries.mark_retry(conn, claimed.delivery_id, str(error), delay)
-                        outcome, detail = "dag_missing", f"{error}; next attempt in {delay:.1f}s"
+                        outcome, detail = "dag_missing", self._retry_later(conn, claimed, error)
                 else:
                     self._missing_since.pop(claimed.dag_id, None)
                     dispatched.append(claimed.delivery_id)
@@ -222,6 +218,12 @@ class Relay:
             # A dead letter's line is the one record of it in the log: a warning.
             log.log(logging.WARNING if outcome == "dead_lettered" else logging.INFO, line)
         return outcomes
+
+    def _retry_later(self, conn: psycopg.Connection, claimed: deliveries.ClaimedDelivery, error: Exception) -> str:
+        """Leave the delivery pending, due again after the backoff for its attempts; the log line's detail."""
+        delay = retry_delay(claimed.attempts, self._retry_base_s, self._retry_max_s)
+        deliveries.mark_retry(conn, claimed.delivery_id, str(error), delay)
+        return f"{error}; next attempt in {delay:.1f}s"
 
 
 def _no_commit_wait(conn: psycopg.Connection) -> None:

@@ -2,8 +2,7 @@
 
 | key | environment variable | default |
 |---|---|---|
-| ``WEBHOOK_SECRETS`` | ``JIRA_WEBHOOK_SECRET`` (current) + ``JIRA_WEBHOOK_PREVIOUS_SECRETS`` (one per line) | none: refuse all |
-| ``WEBHOOK_SECRET_ID`` | ``BRIDGE_WEBHOOK_SECRET_ID``: when set, ``WEBHOOK_SECRETS`` are that Secrets Manager secret's ``AWSCURRENT`` and ``AWSPREVIOUS`` versions instead (read at start, region ``AWS_DEFAULT_REGION``) | none |
+| ``WEBHOOK_SECRETS`` | ``JIRA_WEBHOOK_SECRET`` (current) + ``JIRA_WEBHOOK_PREVIOUS_SECRETS`` (one per line); with ``BRIDGE_WEBHOOK_SECRET_ID`` set, that Secrets Manager secret's ``AWSCURRENT`` and ``AWSPREVIOUS`` versions instead (read at start, region ``AWS_DEFAULT_REGION``) | none: refuse all |
 | ``DATABASE_URL`` | ``BRIDGE_DATABASE_URL`` (the bridge's own role, docs/security.md), else ``VDI_DATABASE_URL`` | required |
 | ``AIRFLOW_API_URL`` / ``AIRFLOW_USERNAME`` / ``AIRFLOW_PASSWORD`` | same names | (the relay requires the URL) |
 | ``MAX_CONTENT_LENGTH`` | ``BRIDGE_MAX_BODY_BYTES`` | 1 MiB |
@@ -60,19 +59,17 @@ def _routes(env: Mapping[str, str]) -> list:
     return routes
 
 
-# Secrets Manager calls at start: a bridge that cannot read its secrets fails to start rather than hang.
-SECRETS_MANAGER_CALLS = {"connect_timeout": 3, "read_timeout": 5, "retries": {"max_attempts": 3, "mode": "standard"}}
-
-
 def secrets_manager_secrets(secret_id: str, environ: Mapping[str, str]) -> list[str]:
     """The secret's ``AWSCURRENT`` value and, once it was rotated, its ``AWSPREVIOUS`` one (Secrets Manager moves
-    that label on every ``PutSecretValue``); credentials from the environment or the instance role."""
+    that label on every ``PutSecretValue``); credentials from the environment or the instance role. The calls are
+    bounded: a bridge that cannot read its secrets fails to start rather than hang."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = boto3.client("secretsmanager", region_name=environ.get("AWS_DEFAULT_REGION") or None,
-                          endpoint_url=environ.get("AWS_ENDPOINT_URL") or None, config=Config(**SECRETS_MANAGER_CALLS))
+                          endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
+                          config=Config(**vdi_settings.SECRETS_MANAGER_CALL_LIMITS))
     values = []
     for stage in ("AWSCURRENT", "AWSPREVIOUS"):
         try:
@@ -111,7 +108,6 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict:
 
     return {
         "WEBHOOK_SECRETS": _secrets(env),
-        "WEBHOOK_SECRET_ID": env.get("BRIDGE_WEBHOOK_SECRET_ID"),
         "DATABASE_URL": env.get("BRIDGE_DATABASE_URL") or env.get("VDI_DATABASE_URL"),
         "AIRFLOW_API_URL": env.get("AIRFLOW_API_URL"),
         "AIRFLOW_USERNAME": env.get("AIRFLOW_USERNAME"),

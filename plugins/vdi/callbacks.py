@@ -1,11 +1,12 @@
-"""What the VDI DAGs' tasks need from Airflow: the run asking to work (``current_run``), how a step's outcome
-becomes a task state (``task_outcome``) and the failure callback. Imported by the DAG files at parse time, so it
-imports nothing heavy until a task or callback runs."""
+"""What the VDI DAGs' tasks need from Airflow: the run asking to work (``current_run``) and its ticket
+(``issue_key_param``), how a step's outcome becomes a task state (``task_outcome``) and the failure callbacks'
+common part (``record_task_failure``). Imported by the DAG files at parse time, so it imports nothing heavy until
+a task or callback runs."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,9 +17,14 @@ log = logging.getLogger(__name__)
 ACTIVE_RUN_STATES = ["queued", "running"]
 
 
-def current_run(context: dict[str, Any]) -> Run:
-    """The task's DAG run: manual when no webhook delivery started it, ``force`` from its params, and whether
-    another run of the DAG is still queued or running, asked of Airflow's execution API (a deleted run is not)."""
+def current_run(context: dict[str, Any] | None = None) -> Run:
+    """The task's DAG run (``context``: the running task's): manual when no webhook delivery started it, ``force``
+    from its params, and whether another run of the DAG is still queued or running, asked of Airflow's execution
+    API (a deleted run is not)."""
+    if context is None:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
     ti = context["ti"]
     params = context["params"]
 
@@ -27,6 +33,16 @@ def current_run(context: dict[str, Any]) -> Run:
 
     return Run(context["run_id"], manual=not params.get("delivery_id"), force=bool(params.get("force")),
                is_running=is_running)
+
+
+def issue_key_param() -> str:
+    """The running task's ``issue_key`` param (Airflow merges the run's conf into its params)."""
+    from airflow.sdk import get_current_context
+
+    issue_key = get_current_context()["params"].get("issue_key")
+    if not issue_key:
+        raise ValueError('no issue key: trigger with conf {"issue_key": "VDI-123"}')
+    return issue_key
 
 
 @contextmanager
@@ -44,13 +60,23 @@ def task_outcome() -> Iterator[None]:
         raise AirflowFailException(str(failure)) from failure
 
 
-def on_task_failure(context: dict[str, Any]) -> None:
-    """``on_failure_callback`` of the provisioning tasks: runs once a task has no retry left."""
-    from vdi.catalog import load_catalog
-    from vdi.ec2 import aws_client
+def _reachable(what: str, connect: Callable[[], Any]) -> Any:
+    """``connect()``, or None (logged) when ``what`` cannot be reached: a failure callback reports what it can."""
+    from vdi.provision import readable_cause
+
+    try:
+        return connect()
+    except Exception as error:
+        log.error("cannot reach %s: %s", what, readable_cause(error))
+        return None
+
+
+def record_task_failure(context: dict[str, Any], record: Callable[..., None], step_type: type) -> None:
+    """The body of a failure callback: ``record(conn, jira, issue_key, run, step, error, attempt)`` (a
+    ``record_failure``; ``step`` is the task id as a ``step_type``) for the run's ticket, with Jira None when
+    unreachable; never raises."""
     from vdi.jira import JiraTicket
-    from vdi.provision import database, readable_cause, record_failure
-    from vdi.steps import Step
+    from vdi.provision import database, readable_cause
 
     ti = context["ti"]
     issue_key = context["params"].get("issue_key")
@@ -58,19 +84,24 @@ def on_task_failure(context: dict[str, Any]) -> None:
         log.error("%s failed and the run names no issue key; nothing to report", ti.task_id)
         return
     run = current_run(context)
-    attempt = f"{run.run_id}-{ti.try_number}"
-    jira = ec2 = None
-    try:
-        jira = JiraTicket.from_connection()
-    except Exception as error:
-        log.error("cannot reach Jira to report the failure: %s", readable_cause(error))
-    try:
-        ec2 = aws_client("ec2")
-    except Exception as error:
-        log.error("cannot reach EC2 to dispose of the instance: %s", readable_cause(error))
+    jira = _reachable("Jira to report the failure", JiraTicket.from_connection)
     try:
         with database() as conn:
-            record_failure(conn, jira, issue_key, run, Step(ti.task_id), context.get("exception"), attempt,
-                           ec2=ec2, catalog=load_catalog())
+            record(conn, jira, issue_key, run, step_type(ti.task_id), context.get("exception"),
+                   f"{run.run_id}-{ti.try_number}")
     except Exception as error:  # a failure callback must not raise; the log is the last resort
         log.error("could not record the failure of %s for %s: %s", ti.task_id, issue_key, readable_cause(error))
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    """``on_failure_callback`` of the provisioning tasks: runs once a task has no retry left."""
+    from vdi.catalog import load_catalog
+    from vdi.ec2 import aws_client
+    from vdi.provision import record_failure
+    from vdi.steps import Step
+
+    def record_and_dispose(*failure) -> None:
+        ec2 = _reachable("EC2 to dispose of the instance", lambda: aws_client("ec2"))
+        record_failure(*failure, ec2=ec2, catalog=load_catalog())
+
+    record_task_failure(context, record_and_dispose, Step)

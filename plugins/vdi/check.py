@@ -8,19 +8,27 @@ checked in a thread of its own with a deadline, so one that does not answer cann
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from vdi import settings as vdi_settings
-from vdi.provision import FAILED_STATUS, IN_PROGRESS_STATUS, READY_STATUS
 
 SYSTEMS = ("database", "jira", "leostream", "aws")
+# What the checks import, imported by check_all before their threads start: first imports racing in several
+# threads deadlock on Python's module locks (Airflow's among them). Not at the top: the other `vdi` commands
+# (request show, delivery redispatch) need none of it, and vdi.provision alone loads Airflow and the clients.
+_CHECK_MODULES = ("airflow.sdk", "airflow.providers.amazon.aws.hooks.base_aws",
+                  "airflow.providers.amazon.aws.utils.connection_wrapper", "psycopg", "vdi.catalog", "vdi.leostream",
+                  "vdi.provision", "vdi.store.db", "vdi.store.migrate")
 # A system's verdict may take this many calls' time limits (Jira's takes several calls) before it is given up.
 DEADLINE_CALLS = 3
 _DETAIL_CHARS = 300
@@ -51,6 +59,8 @@ def check_all(env: Mapping[str, str] | None = None, *, timeout_s: float = 10.0,
     call to a service is bounded by ``timeout_s``, and the whole check by ``DEADLINE_CALLS`` times that."""
     env = os.environ if env is None else env
     wanted = [system for system in SYSTEMS if system in set(systems)]
+    for module in _CHECK_MODULES:
+        importlib.import_module(module)
     checks: dict[str, Callable[[Mapping[str, str], float], str]] = {
         "database": check_database, "jira": check_jira, "leostream": check_leostream, "aws": check_aws}
     results: dict[str, Verdict] = {}
@@ -75,7 +85,15 @@ def _run(system: str, check, env: Mapping[str, str], timeout_s: float, results: 
         verdict = Verdict(system, False, str(missing))
     except Exception as error:  # a verdict, not a traceback: the kind of error and its first line
         verdict = Verdict(system, False, f"{type(error).__name__}: {_first_line(error)}")
-    results[system] = Verdict(system, verdict.ok, verdict.detail[:_DETAIL_CHARS])
+    results[system] = Verdict(system, verdict.ok, _clip(verdict.detail))
+
+
+def _clip(detail: str) -> str:
+    """At most ``_DETAIL_CHARS``, cut in the middle: a verdict's end says what to do."""
+    if len(detail) <= _DETAIL_CHARS:
+        return detail
+    keep = (_DETAIL_CHARS - 1) // 2
+    return f"{detail[:keep]}…{detail[-keep:]}"
 
 
 def _first_line(error: BaseException) -> str:
@@ -125,16 +143,30 @@ def database_url(env: Mapping[str, str]) -> str:
     return connection_url(connection(AIRFLOW_CONN_ID, env, lambda _: None))
 
 
+@contextmanager
+def app_database(env: Mapping[str, str], timeout_s: float):
+    """An autocommit connection to the app database (``database_url``), connecting and each statement bounded by
+    ``timeout_s``; ``Missing`` when it cannot connect."""
+    import psycopg
+
+    url = database_url(env)
+    try:
+        conn = psycopg.connect(url, connect_timeout=max(1, round(timeout_s)), autocommit=True)
+    except psycopg.OperationalError as error:
+        raise Missing(f"cannot connect to the app database: {_first_line(error)}") from None
+    with conn:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(int(timeout_s * 1000)),))
+        yield conn
+
+
 def check_database(env: Mapping[str, str], timeout_s: float) -> str:
     """Connects; every migration of this version is applied."""
     import psycopg
 
     from vdi.store.migrate import available_migrations
 
-    url = database_url(env)
     try:
-        with psycopg.connect(url, connect_timeout=max(1, round(timeout_s)), autocommit=True) as conn:
-            conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(int(timeout_s * 1000)),))
+        with app_database(env, timeout_s) as conn:
             where = f"database {conn.info.dbname} on {conn.info.host}:{conn.info.port} as {conn.info.user}"
             has_table = conn.execute("SELECT to_regclass('vdi_schema_version') IS NOT NULL").fetchone()[0]
             applied = {row[0] for row in conn.execute("SELECT version FROM vdi_schema_version")} if has_table else set()
@@ -185,6 +217,8 @@ def _jira_get(session: requests.Session, url: str, timeout_s: float, params=None
 
 def needed_transitions(trigger: str) -> list[tuple[str, str]]:
     """The moves the product makes or tells people to make, as (from, to) status names (docs/operations.md)."""
+    from vdi.provision import FAILED_STATUS, IN_PROGRESS_STATUS, READY_STATUS
+
     return [(trigger, IN_PROGRESS_STATUS), (IN_PROGRESS_STATUS, READY_STATUS), (trigger, FAILED_STATUS),
             (IN_PROGRESS_STATUS, FAILED_STATUS), (FAILED_STATUS, trigger)]
 
@@ -263,6 +297,8 @@ def _check_workflow(session: requests.Session, base: str, project: dict, trigger
 def workflow_gaps(workflow: dict, trigger: str) -> list[str]:
     """What a workflow (as ``/workflow/search?expand=transitions,statuses`` gives it) lacks: statuses, then
     transitions; a global transition reaches its status from anywhere."""
+    from vdi.provision import FAILED_STATUS, IN_PROGRESS_STATUS, READY_STATUS
+
     names = {status["id"]: status["name"] for status in workflow.get("statuses", [])}
     have = {name.casefold() for name in names.values()}
     wanted = [trigger, IN_PROGRESS_STATUS, READY_STATUS, FAILED_STATUS]
@@ -315,8 +351,6 @@ def _aws_from_stack_env(env: Mapping[str, str]) -> dict | None:
         return None
     extra = {"region_name": env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION"),
              "endpoint_url": env.get("AWS_ENDPOINT_URL"), "aws_session_token": env.get("AWS_SESSION_TOKEN")}
-    import json
-
     return {"conn_type": "aws", "login": env.get("AWS_ACCESS_KEY_ID"), "password": env.get("AWS_SECRET_ACCESS_KEY"),
             "extra": json.dumps({key: value for key, value in extra.items() if value})}
 

@@ -1,5 +1,6 @@
-"""What the VDI DAGs' tasks share: ``default_args``, sensor and wait timing, and the Airflow pools that bound the calls to
-each external system (declared in ``include/airflow_pools.json``, created by ``make run``). Cheap at DAG parse."""
+"""What the VDI DAGs' tasks share: ``default_args``, sensor and wait timing, and the Airflow pools that bound the
+calls to each external system (declared in ``include/airflow_pools.json``, created by ``make run``). Cheap at DAG
+parse."""
 
 from __future__ import annotations
 

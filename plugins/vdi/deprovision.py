@@ -21,10 +21,10 @@ from vdi.catalog import Catalog
 from vdi.identity import login_lookup
 from vdi.jira import JiraTicket
 from vdi.leostream import LeostreamClient
-from vdi.provision import (PERMANENT_FAILURES, DesktopFailed, NotOwner, _cause_chain, comment_once, plain_cause,
+from vdi.provision import (DesktopFailed, NotOwner, comment_failure, comment_once, move_to_failed, permanent_cause,
                            readable_cause)
-from vdi.request import JiraFieldConfig, RequestInvalid, _login, _person
-from vdi.states import RequestState, Run
+from vdi.request import JiraFieldConfig, RequestInvalid, field_id_for, login_of, person_in
+from vdi.states import RequestState, Run, owns
 from vdi.steps import RemovalStep
 from vdi.store import removals
 from vdi.store import requests as requests_store
@@ -32,7 +32,6 @@ from vdi.store import requests as requests_store
 log = logging.getLogger(__name__)
 
 REMOVED_STATUS = "Removed"
-FAILED_STATUS = "Failed"
 # The tags a kept root-volume snapshot carries (and is found again by).
 TAG_SNAPSHOT_OF = "vdi:snapshot-of"
 
@@ -75,14 +74,12 @@ def removal_login(jira: JiraTicket, issue: dict[str, Any], fields: JiraFieldConf
     key = issue.get("key", "")
     issue_fields = issue.get("fields") or {}
     field_names = jira.field_names()
-    user_field = next((fid for name, fid in field_names.items() if name.casefold() == fields.user_field.casefold()),
-                      fields.user_field)
-    person = _person(issue_fields.get(user_field))
+    person = person_in(issue_fields.get(field_id_for(fields.user_field, field_names)))
     if person is None:
         raise RemovalInvalid(f"the ticket neither links to the desktop request to remove nor names its "
                              f"{fields.user_field}; link it to the desktop's request ticket, then use Retry Removal")
     try:
-        return _login(key, person, issue_fields, fields, field_names, login_lookup(jira)).strip().lower()
+        return login_of(key, person, issue_fields, fields, field_names, login_lookup(jira)).strip().lower()
     except RequestInvalid as invalid:
         raise RemovalInvalid(f"{'; '.join(invalid.problems)}; or link the ticket to the desktop's request ticket, "
                              "then use Retry Removal") from None
@@ -243,13 +240,11 @@ def record_failure(conn: psycopg.Connection, jira: JiraTicket | None, issue_key:
     moved to Failed and a comment in plain words (the cause in full goes to the event log). *Retry Removal*
     (Failed → Removal Requested) starts it again. A run that does not own the removal changes nothing."""
     row = removals.get_removal(conn, issue_key)
-    owned = (row is not None and row["owner_run_id"] == run.run_id
-             and row["state"] in (RequestState.IN_PROGRESS, RequestState.FAILED))
-    if not owned:
+    if not owns(row, run):
         log.info("%s failed at %s, but does not own the removal %s: nothing to report", run.run_id, step, issue_key)
         return
     removal_id = row["removal_id"]
-    error = next((link for link in _cause_chain(error) if isinstance(link, PERMANENT_FAILURES)), error)
+    error = permanent_cause(error)
     detail = {"cause": readable_cause(error), "attempt": attempt, "run_id": run.run_id}
     if not removals.set_outcome(conn, removal_id, run, RequestState.FAILED, step, "failed", detail,
                                 merge={"failure": {"step": str(step), "ticket_failed": False}}):
@@ -257,41 +252,15 @@ def record_failure(conn: psycopg.Connection, jira: JiraTicket | None, issue_key:
         return
     if jira is None:
         return
-    try:
-        jira.transition_to(issue_key, FAILED_STATUS)
-        ticket_failed = True
-    except Exception as transition_error:  # the comment is what matters to whoever filed it
-        ticket_failed = False
-        log.warning("could not move %s to %s: %s", issue_key, FAILED_STATUS, readable_cause(transition_error))
+    ticket_failed = move_to_failed(jira, issue_key)
     if ticket_failed:
         removals.merge_detail(conn, removal_id, {"failure": {"step": str(step), "ticket_failed": True}})
-    cause = plain_cause(error)
-    what_to_do = ("use Retry Removal on this ticket to try again; if it stops again, contact the platform team"
-                  if ticket_failed else "contact the platform team")
-    comment_once(conn, jira, issue_key, f"failed-{step}-{attempt}",
-                 f"Removal stopped while {step.title}{': ' + cause if cause else ''}.\n"
-                 f"What to do: {what_to_do} (reference: {run.run_id}, step {step}).")
+    comment_failure(conn, jira, issue_key, run, step, error, attempt, work="Removal", retry="Retry Removal",
+                    ticket_failed=ticket_failed)
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
     """``on_failure_callback`` of the removal tasks: runs once a task has no retry left."""
-    from vdi.callbacks import current_run
-    from vdi.provision import database
+    from vdi.callbacks import record_task_failure
 
-    ti = context["ti"]
-    issue_key = context["params"].get("issue_key")
-    if not issue_key:
-        log.error("%s failed and the run names no issue key; nothing to report", ti.task_id)
-        return
-    run = current_run(context)
-    jira = None
-    try:
-        jira = JiraTicket.from_connection()
-    except Exception as error:
-        log.error("cannot reach Jira to report the failure: %s", readable_cause(error))
-    try:
-        with database() as conn:
-            record_failure(conn, jira, issue_key, run, RemovalStep(ti.task_id), context.get("exception"),
-                           f"{run.run_id}-{ti.try_number}")
-    except Exception as error:  # a failure callback must not raise; the log is the last resort
-        log.error("could not record the failure of %s for %s: %s", ti.task_id, issue_key, readable_cause(error))
+    record_task_failure(context, record_failure, RemovalStep)

@@ -23,8 +23,8 @@ from vdi.identity import login_lookup
 from vdi.jira import JiraTicket, comment_marker
 from vdi.leostream import LeostreamClient
 from vdi.request import DesktopRequest, JiraFieldConfig, RequestInvalid, parse_issue, request_id_for, status_name
-from vdi.states import RequestState, Run, refusal
-from vdi.steps import Step
+from vdi.states import RequestState, Run, owns, refusal
+from vdi.steps import RemovalStep, Step
 from vdi.store import requests as store
 from vdi.store.db import connect
 
@@ -353,6 +353,35 @@ def _cause_chain(error: BaseException | None):
         error = error.__cause__ or error.__context__
 
 
+def permanent_cause(error: BaseException | None) -> BaseException | None:
+    """The permanent failure in ``error``'s chain, else ``error``: a permanent failure reaches the failure callback
+    wrapped in the exception that stopped the task's retries."""
+    return next((link for link in _cause_chain(error) if isinstance(link, PERMANENT_FAILURES)), error)
+
+
+def move_to_failed(jira: JiraTicket, issue_key: str) -> bool:
+    """Move the ticket to Failed; whether it moved (a failure to move it is logged: the comment that follows is
+    what matters to whoever filed it)."""
+    try:
+        jira.transition_to(issue_key, FAILED_STATUS)
+        return True
+    except Exception as transition_error:
+        log.warning("could not move %s to %s: %s", issue_key, FAILED_STATUS, readable_cause(transition_error))
+        return False
+
+
+def comment_failure(conn: psycopg.Connection, jira: JiraTicket, issue_key: str, run: Run, step: Step | RemovalStep,
+                    error: BaseException | None, attempt: str, *, work: str, retry: str, ticket_failed: bool) -> None:
+    """The failure's comment, once per attempt, in plain words: ``work`` ("Provisioning") stopped while doing
+    ``step``, why when that can be said, and what to do (``retry`` on the ticket, when it moved to Failed)."""
+    cause = plain_cause(error)
+    what_to_do = (f"use {retry} on this ticket to try again; if it stops again, contact the platform team"
+                  if ticket_failed else "contact the platform team")
+    comment_once(conn, jira, issue_key, f"failed-{step}-{attempt}",
+                 f"{work} stopped while {step.title}{': ' + cause if cause else ''}.\n"
+                 f"What to do: {what_to_do} (reference: {run.run_id}, step {step}).")
+
+
 def record_failure(conn: psycopg.Connection, jira: JiraTicket | None, issue_key: str, run: Run, step: Step,
                    error: BaseException | None, attempt: str, *, ec2=None, catalog: Catalog | None = None) -> None:
     """After the last retry of a step of the run that owns the request: state ``failed`` at ``step``, the
@@ -363,14 +392,11 @@ def record_failure(conn: psycopg.Connection, jira: JiraTicket | None, issue_key:
     one whose request was taken over) changes nothing and posts nothing.
     """
     row = store.get_request(conn, issue_key)
-    owned = (row is not None and row["owner_run_id"] == run.run_id
-             and row["state"] in (RequestState.IN_PROGRESS, RequestState.FAILED))
-    if not owned:
+    if not owns(row, run):
         log.info("%s failed at %s, but does not own %s: nothing to report", run.run_id, step, issue_key)
         return
     request_id = row["request_id"]
-    # A permanent failure reaches the callback wrapped in the exception that stopped the task's retries.
-    error = next((link for link in _cause_chain(error) if isinstance(link, PERMANENT_FAILURES)), error)
+    error = permanent_cause(error)
     detail = {"cause": readable_cause(error), "attempt": attempt, "run_id": run.run_id}
     if operator_detail := getattr(error, "operator_detail", None):
         detail["operator_detail"] = operator_detail
@@ -385,20 +411,11 @@ def record_failure(conn: psycopg.Connection, jira: JiraTicket | None, issue_key:
             _dispose(conn, ec2, row, step, _on_failure_action(catalog, row["bundle"]))
     if jira is None:
         return
-    try:
-        jira.transition_to(issue_key, FAILED_STATUS)
-        ticket_failed = True
-    except Exception as transition_error:  # the comment is what matters to the requester
-        ticket_failed = False
-        log.warning("could not move %s to %s: %s", issue_key, FAILED_STATUS, readable_cause(transition_error))
+    ticket_failed = move_to_failed(jira, issue_key)
     if ticket_failed:
         store.merge_detail(conn, request_id, {"failure": {"step": str(step), "ticket_failed": True}})
-    cause = plain_cause(error)
-    what_to_do = ("use Retry on this ticket to try again; if it stops again, contact the platform team"
-                  if ticket_failed else "contact the platform team")
-    comment_once(conn, jira, issue_key, f"failed-{step}-{attempt}",
-                 f"Provisioning stopped while {step.title}{': ' + cause if cause else ''}.\n"
-                 f"What to do: {what_to_do} (reference: {run.run_id}, step {step}).")
+    comment_failure(conn, jira, issue_key, run, step, error, attempt, work="Provisioning", retry="Retry",
+                    ticket_failed=ticket_failed)
 
 
 def _on_failure_action(catalog: Catalog | None, bundle: str | None) -> str:

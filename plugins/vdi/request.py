@@ -102,7 +102,7 @@ def status_name(fields: dict[str, Any]) -> str | None:
     return status if isinstance(status, str) else None
 
 
-def _field_id(configured: str, field_names: dict[str, str]) -> str:
+def field_id_for(configured: str, field_names: dict[str, str]) -> str:
     """A configured field: an id as is, else looked up by name (case-insensitive)."""
     if re.fullmatch(r"customfield_\d+|[a-z]+", configured):
         return configured
@@ -121,7 +121,7 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _person(value: Any) -> dict | None:
+def person_in(value: Any) -> dict | None:
     """A Jira user object (the first of a list)."""
     if isinstance(value, list):
         value = value[0] if value else None
@@ -129,8 +129,8 @@ def _person(value: Any) -> dict | None:
                                                  or value.get("name")) else None
 
 
-def _login(key: str, person: dict, fields: dict[str, Any], config: JiraFieldConfig, field_names: dict[str, str],
-           login_lookup: Callable[[str], str | None] | None) -> str:
+def login_of(key: str, person: dict, fields: dict[str, Any], config: JiraFieldConfig, field_names: dict[str, str],
+             login_lookup: Callable[[str], str | None] | None) -> str:
     """The person's Leostream login: their email when Jira shows it (Data Center: else their username); else
     the ticket's login field or the lookup. Never their accountId."""
     if shown := _text(person.get("emailAddress")) or _text(person.get("name")):
@@ -138,7 +138,7 @@ def _login(key: str, person: dict, fields: dict[str, Any], config: JiraFieldConf
     account_id = person.get("accountId")
     found = None
     if config.login_field:
-        found = _text(fields.get(_field_id(config.login_field, field_names)))
+        found = _text(fields.get(field_id_for(config.login_field, field_names)))
     if not found and login_lookup and account_id:
         found = _text(login_lookup(account_id))
     name = _text(person.get("displayName")) or "the desktop's user"
@@ -170,8 +170,8 @@ def parse_issue(issue: dict[str, Any], config: JiraFieldConfig, field_names: dic
     if not isinstance(fields, dict):
         raise RequestInvalid(key, missing=["fields"])
 
-    bundle = _text(fields.get(_field_id(config.bundle_field, field_names)))
-    person = _person(fields.get(_field_id(config.user_field, field_names))) or _person(fields.get("reporter"))
+    bundle = _text(fields.get(field_id_for(config.bundle_field, field_names)))
+    person = person_in(fields.get(field_id_for(config.user_field, field_names))) or person_in(fields.get("reporter"))
     status = status_name(fields)
     project = fields.get("project") if isinstance(fields.get("project"), dict) else {}
     issue_type = fields.get("issuetype") if isinstance(fields.get("issuetype"), dict) else {}
@@ -182,7 +182,7 @@ def parse_issue(issue: dict[str, Any], config: JiraFieldConfig, field_names: dic
     ) if value is None]
     if missing:
         raise RequestInvalid(key, missing=missing)
-    login = _login(key, person, fields, config, field_names, login_lookup)
+    login = login_of(key, person, fields, config, field_names, login_lookup)
     try:
         return DesktopRequest(
             issue_key=key,
@@ -191,7 +191,7 @@ def parse_issue(issue: dict[str, Any], config: JiraFieldConfig, field_names: dic
             status=status,
             summary=fields.get("summary") or "",
             bundle=bundle,
-            os=_text(fields.get(_field_id(config.os_field, field_names))),
+            os=_text(fields.get(field_id_for(config.os_field, field_names))),
             user=DesktopUser(login=login, display_name=_text(person.get("displayName")) or login,
                              account_id=person.get("accountId")),
         )

@@ -19,9 +19,10 @@ from functools import cached_property
 
 from airflow.providers.amazon.aws.secrets.secrets_manager import SecretsManagerBackend as _ProviderBackend
 
+from vdi.settings import SECRETS_MANAGER_CALL_LIMITS as CALL_LIMITS
+
 CONNECTIONS_PREFIX = "airflow/connections"
 VARIABLES_PREFIX = "airflow/variables"
-CALL_LIMITS = {"connect_timeout": 3, "read_timeout": 5, "retries": {"max_attempts": 3, "mode": "standard"}}
 
 
 class SecretsManagerBackend(_ProviderBackend):

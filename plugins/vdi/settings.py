@@ -35,6 +35,10 @@ def boolean(raw: str) -> bool:
     raise ValueError(raw)
 
 
+# botocore limits of every Secrets Manager call (Airflow's secrets backend and the bridge's webhook secrets)
+SECRETS_MANAGER_CALL_LIMITS = {"connect_timeout": 3, "read_timeout": 5,
+                               "retries": {"max_attempts": 3, "mode": "standard"}}
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "VDI_DATABASE_URL", None,
             "App database URL; when unset, the Airflow connection `vdi_db` is used"),

@@ -55,6 +55,12 @@ class Run:
     is_running: Callable[[str], bool] = field(default=_assume_running, compare=False, repr=False)
 
 
+def owns(row: Mapping[str, Any] | None, run: Run) -> bool:
+    """``run`` holds the claim on ``row`` (in progress or failed under it): only it writes the outcome."""
+    return (row is not None and row["owner_run_id"] == run.run_id
+            and row["state"] in (RequestState.IN_PROGRESS, RequestState.FAILED))
+
+
 def refusal(issue_key: str, row: Mapping[str, Any] | None, run: Run, ticket_status: str | None,
             trigger_status: str, dag_id: str = "vdi_provision") -> str:
     """Why ``run`` may not work on ``issue_key`` (its request ``row``, None when never seen, and the ticket's
@@ -76,7 +82,7 @@ def refusal(issue_key: str, row: Mapping[str, Any] | None, run: Run, ticket_stat
     state = RequestState(row["state"]) if row else None
     owner = row["owner_run_id"] if row else None
     in_trigger_status = (ticket_status or "").lower() == trigger_status.lower()
-    if state in (RequestState.IN_PROGRESS, RequestState.FAILED) and owner == run.run_id:
+    if owns(row, run):
         return ""
     if state == RequestState.FAILED:
         retried_in_jira = in_trigger_status and _failure_moved_ticket(row)

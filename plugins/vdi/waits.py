@@ -1,13 +1,13 @@
 """The waits of ``vdi_provision`` (instance running, first boot, desktop in its pool, agent running), deferred to
 Airflow's triggerer: while a desktop is on its way, its wait holds no worker slot and starts no process.
 
-``StepWait``'s task defers at once to ``StepTrigger``, which runs the step's check (``check``: the step's
-function in ``vdi.provision``, safe to repeat) in the triggerer, at once and then every ``VDI_POKE_INTERVAL_S``,
-with clients it keeps, and ends the task successfully from there: one short task process per wait, however long
-the wait, and no second start in a worker. A check that raises ends the trigger with the cause; the task then
-resumes in a worker and checks once more, so a failure takes the path every step's failure takes (retries, the
-failure callback, the plain Jira comment). ``VDI_WAIT_TIMEOUT_S`` bounds the whole wait. Imports nothing heavy
-at DAG parse.
+``StepWait``'s task defers at once to ``StepTrigger``, which runs the step's check (``check``: the step's function
+in ``vdi.provision``, safe to repeat) in the triggerer, at once and then every ``VDI_POKE_INTERVAL_S`` (with an
+EC2 client it keeps; a database connection, and for the broker's waits a broker session, per check), and ends the
+task successfully from there: one short task process per wait, however long the wait, and no second start in a
+worker. A check that raises ends the trigger with the cause; the task then resumes in a worker and checks once
+more, so a failure takes the path every step's failure takes (retries, the failure callback, the plain Jira
+comment). ``VDI_WAIT_TIMEOUT_S`` bounds the whole wait. Imports nothing heavy at DAG parse.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class StepWait(BaseOperator):
             return check(self.step, self.request, run, self.instance_id, self.registration)
 
     def execute(self, context) -> None:
-        """Defer at once: the triggerer checks with clients it keeps, so the task's process builds none."""
+        """Defer at once: the triggerer runs the checks, so the task's process connects to nothing."""
         from vdi.callbacks import current_run
 
         run = current_run(context)

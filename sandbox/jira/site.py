@@ -173,6 +173,17 @@ class IssueLink:
     outward: str  # issue key
 
 
+def _by_id_or_name(types: dict[str, dict], spec: Any) -> dict | None:
+    """The type ``spec`` names by ``id``, else by ``name`` (case-insensitive), as a request body names one."""
+    if not isinstance(spec, dict):
+        return None
+    if "id" in spec:
+        return types.get(str(spec["id"]))
+    if "name" in spec:
+        return next((t for t in types.values() if t["name"].lower() == str(spec["name"]).lower()), None)
+    return None
+
+
 class Site:
     """Everything one sandbox Jira site holds. Every public method takes the lock."""
 
@@ -219,25 +230,11 @@ class Site:
         return next((u for u in self.users.values() if u.email.lower() == email.lower()), None)
 
     def find_issue_type(self, spec: Any) -> dict | None:
-        if not isinstance(spec, dict):
-            return None
-        if "id" in spec:
-            return self.issue_types.get(str(spec["id"]))
-        if "name" in spec:
-            return next((t for t in self.issue_types.values() if t["name"].lower() == str(spec["name"]).lower()),
-                        None)
-        return None
+        return _by_id_or_name(self.issue_types, spec)
 
     def find_link_type(self, spec: Any) -> dict | None:
         """A link type by ``id`` or ``name`` (case-insensitive), as an issue link names one."""
-        if not isinstance(spec, dict):
-            return None
-        if "id" in spec:
-            return self.link_types.get(str(spec["id"]))
-        if "name" in spec:
-            return next((t for t in self.link_types.values() if t["name"].lower() == str(spec["name"]).lower()),
-                        None)
-        return None
+        return _by_id_or_name(self.link_types, spec)
 
     def add_link(self, link_type: dict, inward: Issue, outward: Issue) -> IssueLink:
         """Link two issues; the same link again is the link there already (Jira answers it as created)."""

@@ -57,9 +57,9 @@ class StackSetting:
     meaning: str
 
 
-STACK_SETTINGS = (
-    StackSetting("VDI_CELERY_WORKERS", "2", "Celery worker programs started with `AIRFLOW__CORE__EXECUTOR=CeleryExecutor`"),
-)
+CELERY_WORKERS = StackSetting("VDI_CELERY_WORKERS", "2",
+                              "Celery worker programs started with `AIRFLOW__CORE__EXECUTOR=CeleryExecutor`")
+STACK_SETTINGS = (CELERY_WORKERS,)
 
 # Any one of these variables given makes the system real: its sandbox (or moto) does not start.
 REAL_SWITCHES = {
@@ -165,9 +165,10 @@ class StackSettings:
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise ValueError(f"{variable}={raw!r} is not a TCP port number")
             ports[name] = int(raw)
-        workers = environ.get("VDI_CELERY_WORKERS", "2")
+        workers = environ.get(CELERY_WORKERS.variable, CELERY_WORKERS.default)
         if not workers.isdigit() or not 0 < int(workers) <= MAX_CELERY_WORKERS:
-            raise ValueError(f"VDI_CELERY_WORKERS={workers!r} is not a number of workers from 1 to {MAX_CELERY_WORKERS}")
+            raise ValueError(f"{CELERY_WORKERS.variable}={workers!r} is not a number of workers from 1 to "
+                             f"{MAX_CELERY_WORKERS}")
         return cls(local_dir, ports, load_or_create_secrets(local_dir / "secrets.json"), environ)
 
     # --- sandboxes or real services, executor ----------------------------------------------------------
@@ -191,7 +192,7 @@ class StackSettings:
 
     @property
     def celery_workers(self) -> int:
-        return int(self.environ.get("VDI_CELERY_WORKERS", "2")) if self.uses_celery else 0
+        return int(self.environ.get(CELERY_WORKERS.variable, CELERY_WORKERS.default)) if self.uses_celery else 0
 
     @property
     def local_redis_needed(self) -> bool:
@@ -297,18 +298,15 @@ class StackSettings:
         connections = {"AIRFLOW_CONN_VDI_DB": _postgres_connection(stack["VDI_DATABASE_URL"])}
         # A real system's connection is built only from its stack.env keys when given (else it is given whole,
         # or lives in the secrets backend); a sandbox's carries the sandbox's settings.
-        if "JIRA_URL" in stack:
-            connections["AIRFLOW_CONN_JIRA_DEFAULT"] = {
-                "conn_type": "jira", "host": stack["JIRA_URL"], "login": stack.get("JIRA_USER"),
-                "password": stack.get("JIRA_TOKEN"), "extra": {"verify": False} if self.sandboxed("jira") else {},
-            }
-        if "LEOSTREAM_URL" in stack:
-            connections["AIRFLOW_CONN_LEOSTREAM_DEFAULT"] = {
-                "conn_type": "leostream", "host": stack["LEOSTREAM_URL"], "login": stack.get("LEOSTREAM_USER"),
-                "password": stack.get("LEOSTREAM_PASSWORD"),
-                "extra": {"center_name": CENTER_NAME, "auth_server": DEFAULT_AUTH_SERVER}
-                if self.sandboxed("leostream") else {},
-            }
+        sandbox_extras = {"jira": {"verify": False},
+                          "leostream": {"center_name": CENTER_NAME, "auth_server": DEFAULT_AUTH_SERVER}}
+        for system, sandbox_extra in sandbox_extras.items():
+            url, login, password = _SYSTEM_KEYS[system]
+            if url in stack:
+                connections[f"AIRFLOW_CONN_{system.upper()}_DEFAULT"] = {
+                    "conn_type": system, "host": stack[url], "login": stack.get(login),
+                    "password": stack.get(password), "extra": sandbox_extra if self.sandboxed(system) else {},
+                }
         sandbox_only = {}
         if self.sandboxed("aws"):
             connections["AIRFLOW_CONN_AWS_DEFAULT"] = {

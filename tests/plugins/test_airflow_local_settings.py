@@ -1,10 +1,13 @@
 """plugins/airflow_local_settings.py: every Airflow process started with this plugins folder has imported what the
 VDI tasks use before it forks task processes, and the module sets no cluster policy."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -41,3 +44,11 @@ def test_a_process_that_imports_a_vdi_module_first_imports_it_whole():
         result = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, cwd="/", capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_module_that_cannot_be_imported_stops_the_start_instead_of_being_skipped(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vdi.userdata", None)  # as if it failed to import
+    spec = importlib.util.spec_from_file_location("local_settings_under_test",
+                                                  REPO_ROOT / "plugins" / "airflow_local_settings.py")
+    with pytest.raises(ImportError, match="vdi.userdata"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))

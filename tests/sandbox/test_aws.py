@@ -4,6 +4,7 @@ STS, IAM)."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import boto3
 
@@ -34,13 +35,16 @@ def test_s3_secrets_manager_sts_and_iam_answer(moto_endpoint):
     s3.put_object(Bucket="vdi-playbooks", Key="bundle.tar.gz", Body=b"playbook")
     assert s3.get_object(Bucket="vdi-playbooks", Key="bundle.tar.gz")["Body"].read() == b"playbook"
 
+    unique = uuid.uuid4().hex[:8]  # the session's moto server is shared: other tests make the product's names
     secrets = client(moto_endpoint, "secretsmanager")
-    secrets.create_secret(Name="vdi/desktop/VDI-42", SecretString=json.dumps({"password": "p"}))
-    assert json.loads(secrets.get_secret_value(SecretId="vdi/desktop/VDI-42")["SecretString"]) == {"password": "p"}
+    secrets.create_secret(Name=f"vdi/desktop/VDI-{unique}", SecretString=json.dumps({"password": "p"}))
+    assert json.loads(secrets.get_secret_value(SecretId=f"vdi/desktop/VDI-{unique}")["SecretString"]) == {
+        "password": "p"}
 
     assert client(moto_endpoint, "sts").get_caller_identity()["Account"].isdigit()
     iam = client(moto_endpoint, "iam")
-    iam.create_role(RoleName="vdi-desktop", AssumeRolePolicyDocument=json.dumps({
+    role = f"vdi-desktop-{unique}"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
                                                 "Action": "sts:AssumeRole"}]}))
-    assert iam.get_role(RoleName="vdi-desktop")["Role"]["RoleName"] == "vdi-desktop"
+    assert iam.get_role(RoleName=role)["Role"]["RoleName"] == role

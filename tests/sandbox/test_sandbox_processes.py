@@ -12,11 +12,11 @@ import boto3
 import pytest
 import requests
 
-from sandbox.jira.register import WEBHOOK_NAME
 from sandbox.stack.programs import register_jira_webhook, sandbox_programs
 from sandbox.stack.settings import REPO_ROOT, StackSettings
 from tests.conftest import free_port
 from tests.conftest import wait_until
+from vdi.jira_webhooks import WEBHOOK_NAME
 
 
 @pytest.fixture

@@ -184,16 +184,28 @@ def airflow_with_dags():
     fake.close()
 
 
+@pytest.fixture
+def typo_delivery(make_app, make_relay, bridge_config, airflow_with_dags):
+    """``typo_delivery(delivery_id, number, grace_s)``: the bridge takes a delivery routed to the missing DAG; its
+    test client, and a relay with that ``MISSING_DAG_GRACE_S``."""
+
+    def take(delivery_id: str, number: int, grace_s: float):
+        client = make_app({**bridge_config, "ROUTES": TYPO_ROUTE}).test_client()
+        assert post(client, delivery_id, number) == 202
+        relay = make_relay({**bridge_config, **airflow_config(airflow_with_dags), "MISSING_DAG_GRACE_S": grace_s})
+        return client, relay
+
+    return take
+
+
 def make_due(url) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE deliveries SET next_attempt_at = now() WHERE status = 'pending'")
 
 
 def test_a_delivery_routed_to_a_missing_dag_is_dead_lettered_once_and_shown_in_metrics(
-        make_app, make_relay, bridge_config, app_database_url, airflow_with_dags, caplog):
-    client = make_app({**bridge_config, "ROUTES": TYPO_ROUTE}).test_client()
-    assert post(client, "typo-1", 1) == 202
-    relay = make_relay({**bridge_config, **airflow_config(airflow_with_dags), "MISSING_DAG_GRACE_S": 0})
+        typo_delivery, app_database_url, airflow_with_dags, caplog):
+    client, relay = typo_delivery("typo-1", 1, grace_s=0)
     with caplog.at_level(logging.INFO, logger="webhook_bridge.relay"):
         assert relay.dispatch() == ["dead_lettered"]
         make_due(app_database_url)
@@ -212,11 +224,8 @@ def test_a_delivery_routed_to_a_missing_dag_is_dead_lettered_once_and_shown_in_m
     assert 'vdi_bridge_triggers_total{outcome="dead_lettered"} 1.0' in metrics
 
 
-def test_a_missing_dag_is_retried_through_the_grace_then_dead_lettered(make_app, make_relay, bridge_config,
-                                                                       app_database_url, airflow_with_dags):
-    client = make_app({**bridge_config, "ROUTES": TYPO_ROUTE}).test_client()
-    assert post(client, "typo-2", 2) == 202
-    relay = make_relay({**bridge_config, **airflow_config(airflow_with_dags), "MISSING_DAG_GRACE_S": 1.0})
+def test_a_missing_dag_is_retried_through_the_grace_then_dead_lettered(typo_delivery, app_database_url):
+    _, relay = typo_delivery("typo-2", 2, grace_s=1.0)
     assert relay.dispatch() == ["dag_missing"]
     [row] = rows(app_database_url)
     assert row[1:3] == ("pending", 1) and row[4] is True  # waits for its next attempt
@@ -232,11 +241,9 @@ def test_a_missing_dag_is_retried_through_the_grace_then_dead_lettered(make_app,
     assert rows(app_database_url)[0][1] == "dead_lettered"
 
 
-def test_a_dag_that_appears_within_the_grace_takes_its_deliveries(make_app, make_relay, bridge_config,
-                                                                  app_database_url, airflow_with_dags):
-    client = make_app({**bridge_config, "ROUTES": TYPO_ROUTE}).test_client()
-    assert post(client, "early", 3) == 202
-    relay = make_relay({**bridge_config, **airflow_config(airflow_with_dags), "MISSING_DAG_GRACE_S": 3600})
+def test_a_dag_that_appears_within_the_grace_takes_its_deliveries(typo_delivery, app_database_url,
+                                                                  airflow_with_dags):
+    _, relay = typo_delivery("early", 3, grace_s=3600)
     assert relay.dispatch() == ["dag_missing"]
     airflow_with_dags.missing_dags.clear()  # the DAG processor parsed the new file
     make_due(app_database_url)

@@ -148,21 +148,13 @@ def webhook_test(args, env: Mapping[str, str], timeout_s: float) -> Result:
 # --- request show / delivery redispatch ----------------------------------------------------------------------
 @contextmanager
 def _database(env: Mapping[str, str], timeout_s: float):
-    import psycopg
-
-    from vdi.check import Missing, database_url
+    from vdi.check import Missing, app_database
 
     try:
-        url = database_url(env)
+        with app_database(env, timeout_s) as conn:
+            yield conn
     except Missing as error:
         raise CommandError(str(error)) from None
-    try:
-        conn = psycopg.connect(url, connect_timeout=max(1, round(timeout_s)), autocommit=True)
-    except psycopg.OperationalError as error:
-        raise CommandError(f"cannot connect to the app database: {str(error).strip().splitlines()[0]}") from None
-    with conn:
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(int(timeout_s * 1000)),))
-        yield conn
 
 
 def _when(value) -> str:

@@ -23,6 +23,7 @@ the next run (``deferred``). A dry run changes nothing and counts what it would 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -93,19 +94,11 @@ def reconcile_deliveries(conn: psycopg.Connection, *, dry_run: bool,
     cap = policy.max_fixes
     counts = {"redispatched": 0, "to_trigger": 0, "requeued": 0, "dead_lettered": 0, "pruned": 0, "deferred": 0}
     triggers: list[dict] = []
+    waiting = _waiting(conn, policy, running)
     if dry_run:
-        old = store.count_old_pending(conn, _age(policy, running), due=not running)
-        counts["redispatched" if running else "to_trigger"], deferred = _capped(old, cap)
-        counts["deferred"] += deferred
-        spent = store.count_failed(conn, policy.requeue_max, spent=True)
-        counts["dead_lettered"], deferred = _capped(spent, cap)
-        counts["deferred"] += deferred
-        retry = store.count_failed(conn, policy.requeue_max, spent=False)
-        counts["requeued"], deferred = _capped(retry, cap)
-        counts["deferred"] += deferred
-        prunable = store.count_prunable(conn, policy.retention, policy.ignored_retention)
-        counts["pruned"], deferred = _capped(prunable, policy.prune_limit)
-        counts["deferred"] += deferred
+        for name, count, limit in waiting:
+            counts[name], deferred = _capped(count(), limit)
+            counts["deferred"] += deferred
         log.info("reconcile deliveries (dry run, nothing changed): would %s", _describe(counts, running))
         return {"dry_run": True, "relay_running": running, **counts, "triggers": triggers}
 
@@ -128,21 +121,26 @@ def reconcile_deliveries(conn: psycopg.Connection, *, dry_run: bool,
     with conn.transaction():
         counts["pruned"] = store.prune(conn, policy.retention, policy.ignored_retention, policy.prune_limit)
     # What is left over the caps, for the summary (counted after the fixes: what the next run will find).
-    if counts["redispatched"] + counts["to_trigger"] == cap:
-        counts["deferred"] += store.count_old_pending(conn, _age(policy, running), due=not running)
-    if counts["dead_lettered"] == cap:
-        counts["deferred"] += store.count_failed(conn, policy.requeue_max, spent=True)
-    if counts["requeued"] == cap:
-        counts["deferred"] += store.count_failed(conn, policy.requeue_max, spent=False)
-    if counts["pruned"] == policy.prune_limit:
-        counts["deferred"] += store.count_prunable(conn, policy.retention, policy.ignored_retention)
+    for name, count, limit in waiting:
+        if counts[name] == limit:
+            counts["deferred"] += count()
     log.info("reconcile deliveries: %s", _describe(counts, running))
     return {"dry_run": False, "relay_running": running, **counts, "triggers": triggers}
 
 
-def _age(policy: DeliveryPolicy, relay_running: bool) -> float:
-    """How old a pending delivery must be to be re-dispatched: with no relay running, any age."""
-    return policy.redispatch_after_s if relay_running else 0.0
+def _waiting(conn: psycopg.Connection, policy: DeliveryPolicy,
+             relay_running: bool) -> list[tuple[str, Callable[[], int], int]]:
+    """Each kind of fix, in the order a run makes them: its count's name, how many wait for it now, its cap."""
+    # How old a pending delivery must be to be re-dispatched: with no relay running, any age.
+    age = policy.redispatch_after_s if relay_running else 0.0
+    return [
+        ("redispatched" if relay_running else "to_trigger",
+         lambda: store.count_old_pending(conn, age, due=not relay_running), policy.max_fixes),
+        ("dead_lettered", lambda: store.count_failed(conn, policy.requeue_max, spent=True), policy.max_fixes),
+        ("requeued", lambda: store.count_failed(conn, policy.requeue_max, spent=False), policy.max_fixes),
+        ("pruned", lambda: store.count_prunable(conn, policy.retention, policy.ignored_retention),
+         policy.prune_limit),
+    ]
 
 
 def _describe(counts: dict[str, int], running: bool) -> str:

@@ -29,14 +29,12 @@ from vdi.broker import pool_name_for
 from vdi.identity import policy_name_for
 from vdi.jira import JiraTicket, JiraTransitionUnavailable
 from vdi.leostream import LeostreamClient
+from vdi.provision import FAILED_STATUS, IN_PROGRESS_STATUS, READY_STATUS
 from vdi.reconcile import tally
 from vdi.reconcile.inventory import product_pools, quoted, tagged_instances
 from vdi.store import reconcile as store
 
 log = logging.getLogger(__name__)
-
-READY_STATUS, IN_PROGRESS_STATUS, FAILED_STATUS = "Ready", "In Progress", "Failed"
-
 
 def orphan_instances(conn: psycopg.Connection, ec2, instances: list[dict[str, Any]], *, terminate: bool,
                      min_age_s: float, max_fixes: int, dry_run: bool) -> dict[str, int]:

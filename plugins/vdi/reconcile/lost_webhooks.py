@@ -16,7 +16,6 @@ A ticket counts as lost when it was last updated between ``VDI_RECONCILE_LOOKBAC
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import time
 from collections.abc import Iterable
@@ -32,8 +31,6 @@ from vdi.states import DeliveryStatus, RequestState, Run, refusal
 from vdi.store import deliveries
 from vdi.store import reconcile as store
 from webhook_bridge.events import UPDATED, Decision, Facts, Router, dag_run_id
-
-log = logging.getLogger(__name__)
 
 KIND = "lost_webhook"
 PROVISION_DAG = "vdi_provision"

@@ -10,7 +10,6 @@ state ``failed`` at the step it stopped at, the instance disposed of as the cata
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +22,6 @@ from vdi.reconcile import tally
 from vdi.states import RequestState, Run
 from vdi.steps import Step
 from vdi.store import reconcile as store
-
-log = logging.getLogger(__name__)
 
 KIND = "stuck_request"
 

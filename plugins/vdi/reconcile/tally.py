@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import psycopg
 
@@ -74,9 +73,3 @@ def settle(conn: psycopg.Connection, kind: str, found: Sequence[store.Finding], 
         log.info("reconcile %s: %s %s", kind, finding.subject, action)
     return dict(counts)
 
-
-def merge(*parts: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in parts:
-        out.update(part)
-    return out

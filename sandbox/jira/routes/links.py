@@ -32,9 +32,9 @@ def _link_type(s: Site, spec: Any) -> dict:
     return found
 
 
-def link_from_update(s: Site, issue: Issue, operation: Any) -> IssueLink:
-    """One ``update.issuelinks`` operation of a create or an edit: ``{"add": {"type", "outwardIssue" or
-    "inwardIssue"}}``, the other end being ``issue``."""
+def _planned_link(s: Site, operation: Any, issue_key: str | None) -> tuple[dict, Issue, bool]:
+    """One ``update.issuelinks`` operation of ``issue_key`` (None: an issue being created), checked: ``{"add":
+    {"type", "outwardIssue" or "inwardIssue"}}`` as (link type, the other issue, whether it is the outward end)."""
     add = operation.get("add") if isinstance(operation, dict) and set(operation) == {"add"} else None
     if not isinstance(add, dict):
         raise JiraError(400, errors={"issuelinks": "Operation is not supported for field 'issuelinks'."})
@@ -42,11 +42,9 @@ def link_from_update(s: Site, issue: Issue, operation: Any) -> IssueLink:
     if ("outwardIssue" in add) == ("inwardIssue" in add):
         raise JiraError(400, errors={"issuelinks": "Specify either an inward or an outward issue to link to."})
     other = _issue_ref(s, add.get("outwardIssue", add.get("inwardIssue")))
-    if other.key == issue.key:
+    if other.key == issue_key:
         raise JiraError(400, errors={"issuelinks": "You cannot link an issue to itself."})
-    if "outwardIssue" in add:
-        return s.add_link(link_type, issue, other)
-    return s.add_link(link_type, other, issue)
+    return link_type, other, "outwardIssue" in add
 
 
 def check_update_links(s: Site, operations: Any, issue_key: str | None = None) -> None:
@@ -55,14 +53,14 @@ def check_update_links(s: Site, operations: Any, issue_key: str | None = None) -
     if not isinstance(operations, list):
         raise JiraError(400, [INVALID_PAYLOAD])
     for operation in operations:
-        add = operation.get("add") if isinstance(operation, dict) and set(operation) == {"add"} else None
-        if not isinstance(add, dict):
-            raise JiraError(400, errors={"issuelinks": "Operation is not supported for field 'issuelinks'."})
-        _link_type(s, add.get("type"))
-        if ("outwardIssue" in add) == ("inwardIssue" in add):
-            raise JiraError(400, errors={"issuelinks": "Specify either an inward or an outward issue to link to."})
-        if _issue_ref(s, add.get("outwardIssue", add.get("inwardIssue"))).key == issue_key:
-            raise JiraError(400, errors={"issuelinks": "You cannot link an issue to itself."})
+        _planned_link(s, operation, issue_key)
+
+
+def link_from_update(s: Site, issue: Issue, operation: Any) -> IssueLink:
+    """One ``update.issuelinks`` operation of a create or an edit (``check_update_links`` first), the link's other
+    end being ``issue``."""
+    link_type, other, outward = _planned_link(s, operation, issue.key)
+    return s.add_link(link_type, issue, other) if outward else s.add_link(link_type, other, issue)
 
 
 @bp.post("/rest/api/<int:version>/issueLink")

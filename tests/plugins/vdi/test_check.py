@@ -12,6 +12,7 @@ from tests.conftest import REPO_ROOT, free_port
 from tests.sandbox.jira.conftest import API_TOKEN, API_USER, jira, jira_spec, make_jira  # noqa: F401
 from tests.sandbox.leostream.conftest import API_PASSWORD, leostream, leostream_spec  # noqa: F401
 from tests.sandbox.leostream.conftest import API_USER as LEOSTREAM_USER
+from vdi import check
 from vdi.check import SYSTEMS, Verdict, check_all, workflow_gaps
 
 SEED = REPO_ROOT / "sandbox" / "data" / "jira_seed.json"
@@ -200,3 +201,12 @@ def test_only_the_systems_asked_for_are_checked(services_env):
 
 def test_a_verdict_is_one_line_saying_ok_or_failed():
     assert Verdict("aws", False, "no default VPC").line() == "aws: FAILED: no default VPC"
+
+
+def test_a_long_verdict_is_cut_in_the_middle_so_its_advice_survives():
+    detail = "database somewhere: migrations not applied: " + ", ".join(f"{n:04d}_step" for n in range(60)) \
+        + " (run python -m vdi.store.migrate)"
+    clipped = check._clip(detail)
+    assert len(clipped) <= check._DETAIL_CHARS
+    assert clipped.startswith("database somewhere: migrations not applied: 0000_step")
+    assert clipped.endswith("(run python -m vdi.store.migrate)")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import wait_until
+from tests.plugins.vdi.conftest import our_comments
 from tests.plugins.vdi.test_provision import (  # noqa: F401 (fixtures)
-    WEBHOOK_RUN, approved_ticket, broker, catalog, catalog_with, claimed, conn, ec2, instance_state, launched,
-    our_comments, ticket, up_to_ready)
+    WEBHOOK_RUN, approved_ticket, catalog, catalog_with, claimed, instance_state, launched, up_to_ready)
 from tests.sandbox.jira.conftest import ALICE, BOB, DANA
 from vdi import deprovision, provision
 from vdi.broker import pool_name_for

@@ -18,13 +18,6 @@ from vdi.jira import JiraTicket
 from vdi.leostream import LeostreamClient, LeostreamError
 
 
-@pytest.fixture
-def ticket(jira, monkeypatch) -> JiraTicket:
-    monkeypatch.setenv("AIRFLOW_CONN_JIRA_DEFAULT", json.dumps({
-        "conn_type": "jira", "host": jira.url, "login": API_USER, "password": API_TOKEN}))
-    return JiraTicket.from_connection()
-
-
 def add_fault(base_url: str, **rule) -> None:
     requests.post(f"{base_url}/_sandbox/faults", json=rule, timeout=5).raise_for_status()
 

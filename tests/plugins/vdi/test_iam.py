@@ -33,7 +33,6 @@ from tests.plugins.vdi.iam_simulation import (
     is_allowed,
 )
 from tests.plugins.vdi.test_provision import DEADLINE_S, WEBHOOK_RUN, approved_ticket, claimed, failed_at
-from tests.plugins.vdi.test_provision import conn, ticket  # noqa: F401  (fixtures)
 from vdi import ec2 as ec2_ops
 from vdi import iam, provision
 from vdi.catalog import DEFAULT_CATALOG_PATH, load_catalog

@@ -4,11 +4,9 @@ them. Every step is run again to show that nothing happens twice."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 
-import psycopg
 import pytest
 import requests
 import yaml
@@ -16,16 +14,15 @@ from airflow.sdk.exceptions import AirflowFailException
 from atlassian import Jira
 
 from tests.conftest import at_once, wait_until
+from tests.plugins.vdi.conftest import our_comments
 from tests.sandbox.jira.conftest import ALICE, API_TOKEN, API_USER
-from tests.sandbox.leostream.conftest import API_PASSWORD as BROKER_PASSWORD
-from tests.sandbox.leostream.conftest import API_USER as BROKER_USER
-from tests.sandbox.leostream.conftest import REGION, clear_region, region_image
+from tests.sandbox.leostream.conftest import REGION, region_image
 from vdi import provision
 from vdi.broker import LeostreamUserConflict, pool_name_for
 from vdi.catalog import DEFAULT_CATALOG_PATH, load_catalog
 from vdi.ec2 import TAG_REQUEST, aws_client, instance_name
-from vdi.jira import COMMENT_MARKER_PREFIX, JiraTicket, comment_marker
-from vdi.leostream import LeostreamHook, broker_session
+from vdi.jira import JiraTicket, comment_marker
+from vdi.leostream import LeostreamHook
 from vdi.request import DesktopRequest, request_id_for
 from vdi.states import RequestState, Run
 from vdi.steps import Step
@@ -38,31 +35,7 @@ WEBHOOK_RUN = Run("delivery-run-1")
 DEADLINE_S = 600  # the bootstrap deadline where a test does not wait it out
 
 
-# --- the clients, from Airflow connections in the environment -------------------------------------------------
-@pytest.fixture
-def conn(app_database_url):
-    with psycopg.connect(app_database_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
-def ticket(jira, monkeypatch) -> JiraTicket:
-    monkeypatch.setenv("AIRFLOW_CONN_JIRA_DEFAULT", json.dumps({
-        "conn_type": "jira", "host": jira.url, "login": API_USER, "password": API_TOKEN}))
-    return JiraTicket.from_connection()
-
-
-@pytest.fixture
-def ec2(moto_endpoint, monkeypatch):
-    """EC2 in the region the Leostream sandbox's centers read, emptied of earlier tests' instances (issue keys,
-    and so request ids, repeat between the tests' Jira sandboxes)."""
-    clear_region(moto_endpoint)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"region_name": REGION, "endpoint_url": moto_endpoint}}))
-    return aws_client("ec2")
-
-
+# --- the catalog (the clients conn, ticket, ec2 and broker are fixtures of tests/plugins/vdi/conftest.py) ---------
 @pytest.fixture
 def catalog_with(ec2, moto_endpoint, tmp_path):
     """The shipped catalog, moved to the test region with one of moto's images there, each bundle with
@@ -91,18 +64,6 @@ def catalog(catalog_with):
     return catalog_with()
 
 
-@pytest.fixture
-def broker(leostream, monkeypatch):
-    """A broker session on the Leostream sandbox (with its AWS center), from the ``leostream_default``
-    connection."""
-    leostream.login()
-    leostream.add_center()
-    monkeypatch.setenv("AIRFLOW_CONN_LEOSTREAM_DEFAULT", json.dumps({
-        "conn_type": "leostream", "host": leostream.url, "login": BROKER_USER, "password": BROKER_PASSWORD}))
-    with broker_session() as client:
-        yield client
-
-
 # --- helpers ------------------------------------------------------------------------------------------------
 def approved_ticket(jira, bundle: str = "standard") -> str:
     key = jira.create_request(bundle=bundle, user=ALICE)
@@ -114,10 +75,6 @@ def sandbox_calls(base_url: str, method: str, path: str) -> list[dict]:
     response = requests.get(f"{base_url}/_sandbox/calls", params={"method": method, "path": path}, timeout=5)
     response.raise_for_status()
     return response.json()
-
-
-def our_comments(ticket: JiraTicket, key: str, step: str) -> list[str]:
-    return [c["body"] for c in ticket.comments(key) if f"{COMMENT_MARKER_PREFIX} {step}" in c["body"]]
 
 
 def claimed(conn, ticket, key: str, catalog, field_config) -> DesktopRequest:

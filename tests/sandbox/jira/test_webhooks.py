@@ -13,11 +13,11 @@ import pytest
 import requests
 from flask import Flask, request
 
-from sandbox.jira.register import WEBHOOK_NAME, register_bridge_webhook
 from sandbox.jira.webhooks import RETRY_DELAY_RANGE_S, signature
 from tests.conftest import wait_until
 from tests.sandbox.jira.conftest import ALICE, API_TOKEN, API_USER, make_jira
 from tests.sandbox.servers import admin_get, serving
+from vdi.jira_webhooks import WEBHOOK_NAME, register_bridge_webhook
 
 SECRET = "It's a Secret to Everybody"
 DELAY_SCALE = 0.0002  # the jira fixture's: 5-15 min become 60-180 ms
@@ -268,7 +268,7 @@ def test_bridge_registration_is_idempotent_and_needs_no_bridge(jira):
 
 
 def test_bridge_registration_fails_with_a_one_line_cause(jira):
-    from sandbox.jira.register import RegistrationError
+    from vdi.jira_webhooks import RegistrationError
 
     with pytest.raises(RegistrationError, match="HTTP 401"):
         register_bridge_webhook(jira.url, API_USER, "wrong-token", "http://127.0.0.1:9", "s")

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.plugins.vdi.store.test_deliveries import channels_until_marker, listener  # noqa: F401 (fixture)
 from vdi import settings
 from vdi.reconcile.deliveries import DeliveryPolicy, reconcile_deliveries
 from vdi.states import DeliveryStatus
@@ -121,17 +122,17 @@ def test_old_deliveries_are_pruned_by_retention_ignored_ones_sooner(conn):
     assert sorted(status_of(conn)) == ["done-week", "ignored-today", "pending-old"]
 
 
-def test_a_dry_run_changes_nothing_and_counts_what_the_real_run_then_does(conn, listener_conn):
+def test_a_dry_run_changes_nothing_and_counts_what_the_real_run_then_does(conn, listener):
     record(conn, "old", received="20 minutes")
     record(conn, "refused", received="1 hour", status=DeliveryStatus.FAILED)
     record(conn, "spent", received="1 hour", status=DeliveryStatus.FAILED)
     conn.execute("UPDATE deliveries SET requeues = 2 WHERE delivery_id = 'spent'")
     record(conn, "ignored-old", received="4 days", status=DeliveryStatus.IGNORED)
     before = table(conn)
-    channels_until_marker(conn, listener_conn)
+    channels_until_marker(conn, listener)
     dry = reconcile_deliveries(conn, dry_run=True, policy=POLICY)
     assert table(conn) == before
-    assert channels_until_marker(conn, listener_conn) == ["marker"]  # no relay was woken either
+    assert channels_until_marker(conn, listener) == ["marker"]  # no relay was woken either
     assert dry["triggers"] == [] and dry["dry_run"] is True
     real = reconcile_deliveries(conn, dry_run=False, policy=POLICY)
     counts = ("redispatched", "to_trigger", "requeued", "dead_lettered", "pruned", "deferred")
@@ -161,24 +162,3 @@ def test_the_policy_comes_from_the_settings_and_refuses_a_retention_under_a_day(
     with pytest.raises(ValueError, match="invalid delivery policy"):
         DeliveryPolicy(requeue_max=-1)
 
-
-@pytest.fixture
-def listener_conn(app_database_url):
-    """A connection listening to the relay's channel and to ``marker``."""
-    import psycopg
-
-    with psycopg.connect(app_database_url, autocommit=True) as listening:
-        deliveries.listen(listening)
-        listening.execute("LISTEN marker")
-        yield listening
-
-
-def channels_until_marker(conn, listener) -> list[str]:
-    """Notify ``marker`` on ``conn``; the channels ``listener`` was notified on, up to and including it."""
-    conn.execute("NOTIFY marker")
-    seen = []
-    for notification in listener.notifies(timeout=10):
-        seen.append(notification.channel)
-        if notification.channel == "marker":
-            return seen
-    raise AssertionError(f"no marker within 10 s (seen: {seen})")

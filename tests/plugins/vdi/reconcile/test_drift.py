@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+from tests.plugins.vdi.conftest import our_comments
 from tests.plugins.vdi.reconcile.conftest import findings, insert_request, request_row
 from tests.sandbox.jira.conftest import APPROVE
 from vdi.broker import pool_name_for
 from vdi.ec2 import instance_name
 from vdi.identity import policy_name_for
-from vdi.jira import COMMENT_MARKER_PREFIX
 from vdi.reconcile import drift as drift_part
 from vdi.request import request_id_for
 
@@ -31,10 +31,6 @@ def run(conn, ec2, broker, ticket, *, dry_run: bool = False, terminate: bool = F
 def state_of(ec2, instance_id: str) -> str:
     [reservation] = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
     return reservation["Instances"][0]["State"]["Name"]
-
-
-def ours(ticket, key: str, step: str) -> list[str]:
-    return [c["body"] for c in ticket.comments(key) if f"{COMMENT_MARKER_PREFIX} {step}" in c["body"]]
 
 
 def test_an_instance_no_live_request_owns_is_reported_once_and_left_running(conn, ec2, broker, ticket, leostream):
@@ -85,7 +81,7 @@ def test_a_ready_desktop_whose_instance_is_gone_is_marked_failed_and_its_request
     assert again == [{"issue_key": key, "instance_id": gone}]
     row = request_row(conn, key)
     assert (row["state"], row["detail"]["failure"]["ticket_failed"]) == ("failed", False)
-    [comment] = ours(ticket, key, f"desktop-lost-{gone}")
+    [comment] = our_comments(ticket, key, f"desktop-lost-{gone}")
     assert "no longer available" in comment and "removed outside VDI Studios" in comment
     assert gone not in comment.split("_vdi-studios")[0]  # plain words: no instance id
     assert second["desktop_lost"]["found"] == 0 and again_2 == []
@@ -102,7 +98,7 @@ def test_a_stopped_desktop_is_told_without_reprovisioning_unless_configured(conn
     summary, again = run(conn, ec2, broker, ticket)
 
     assert summary["desktop_lost"]["fixed"] == 1 and again == []
-    [comment] = ours(ticket, key, f"desktop-lost-{stopped}")
+    [comment] = our_comments(ticket, key, f"desktop-lost-{stopped}")
     assert "stopped outside VDI Studios" in comment and "Contact the platform team" in comment
 
 

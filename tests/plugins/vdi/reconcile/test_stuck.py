@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from tests.plugins.vdi.conftest import our_comments
 from tests.plugins.vdi.reconcile.conftest import findings, insert_request, request_row
 from tests.sandbox.jira.conftest import APPROVE
-from vdi.jira import COMMENT_MARKER_PREFIX
 from vdi.reconcile.stuck import stuck
 
 START_PROVISIONING = "21"
@@ -37,7 +37,7 @@ def test_a_request_in_progress_past_its_deadline_under_a_run_that_is_gone_fails_
     assert (row["state"], row["step"], row["detail"]["failure"]["ticket_failed"]) == ("failed", "wait_bootstrap",
                                                                                       True)
     assert ticket.status(key) == "Failed"
-    [comment] = [c["body"] for c in ticket.comments(key) if f"{COMMENT_MARKER_PREFIX} failed-" in c["body"]]
+    [comment] = our_comments(ticket, key, "failed-")
     assert comment.startswith("Provisioning stopped while setting up the desktop at its first boot: "
                               "it did not finish in time.")
     assert "run-gone" in comment  # the reference the requester quotes; no host, no trace

@@ -112,8 +112,10 @@ def listener(app_database_url):
         yield conn
 
 
-def channels_until_marker(listener) -> list[str]:
-    """The channels notified, in commit order, up to and including the next ``marker``."""
+def channels_until_marker(conn, listener) -> list[str]:
+    """Notify ``marker`` on ``conn``; the channels ``listener`` was notified on, in commit order, up to and including
+    that ``marker``."""
+    conn.execute("NOTIFY marker")
     seen = []
     for notification in listener.notifies(timeout=10):
         seen.append(notification.channel)
@@ -126,18 +128,15 @@ def test_recording_pending_deliveries_notifies_the_relay_once_per_commit(app_dat
     channel = deliveries.NEW_DELIVERY_CHANNEL
     with psycopg.connect(app_database_url, autocommit=True) as conn:
         assert deliveries.record_many(conn, [new("a"), new("b"), new("i", DeliveryStatus.IGNORED)]) == {"a", "b", "i"}
-        conn.execute("NOTIFY marker")
-        assert channels_until_marker(listener) == [channel, "marker"]
+        assert channels_until_marker(conn, listener) == [channel, "marker"]
 
         assert deliveries.record_many(conn, [new("j", DeliveryStatus.IGNORED)]) == {"j"}
         assert deliveries.record_many(conn, [new("a")]) == set()  # a duplicate
         deliveries.mark_failed(conn, "b", "HTTP 400")
-        conn.execute("NOTIFY marker")
-        assert channels_until_marker(listener) == ["marker"]
+        assert channels_until_marker(conn, listener) == ["marker"]
 
         assert deliveries.requeue(conn, "b")
-        conn.execute("NOTIFY marker")
-        assert channels_until_marker(listener) == [channel, "marker"]
+        assert channels_until_marker(conn, listener) == [channel, "marker"]
 
 
 def test_relay_beats_show_the_last_one_and_sum_every_relays_attempts(app_database_url):
@@ -227,8 +226,7 @@ def test_old_pending_in_backoff_are_made_due_and_the_relay_notified(app_database
     with psycopg.connect(app_database_url, autocommit=True) as conn:
         for delivery_id in ("old-waiting", "old-due", "young-waiting", "old-waiting-2"):
             deliveries.record(conn, new(delivery_id))
-        conn.execute("NOTIFY marker")
-        channels_until_marker(listener)
+        channels_until_marker(conn, listener)
         aged(conn, "old-waiting", "20 minutes", "5 minutes")
         aged(conn, "old-waiting-2", "20 minutes", "10 minutes")
         aged(conn, "old-due", "20 minutes", "-1 minute")
@@ -236,8 +234,7 @@ def test_old_pending_in_backoff_are_made_due_and_the_relay_notified(app_database
         assert deliveries.count_old_pending(conn, 600, due=False) == 2
         assert deliveries.count_old_pending(conn, 600, due=True) == 1
         assert deliveries.make_old_pending_due(conn, 600, limit=1) == ["old-waiting"]  # the soonest due first
-        conn.execute("NOTIFY marker")
-        assert channels_until_marker(listener) == [deliveries.NEW_DELIVERY_CHANNEL, "marker"]
+        assert channels_until_marker(conn, listener) == [deliveries.NEW_DELIVERY_CHANNEL, "marker"]
         assert deliveries.make_old_pending_due(conn, 600, limit=5) == ["old-waiting-2"]
         assert sorted(c.delivery_id for c in deliveries.claim_due(conn, 10)) == ["old-due", "old-waiting",
                                                                                  "old-waiting-2"]
@@ -263,14 +260,12 @@ def test_failed_deliveries_are_requeued_up_to_the_cap_then_dead_lettered(app_dat
         for delivery_id in ("a", "b", "c"):
             deliveries.record(conn, new(delivery_id))
             deliveries.mark_failed(conn, delivery_id, "HTTP 400: conf refused")
-        conn.execute("NOTIFY marker")
-        channels_until_marker(listener)
+        channels_until_marker(conn, listener)
         conn.execute("UPDATE deliveries SET requeues = 2 WHERE delivery_id = 'c'")
         assert deliveries.count_failed(conn, 2, spent=False) == 2
         assert deliveries.count_failed(conn, 2, spent=True) == 1
         assert deliveries.requeue_failed(conn, 2, limit=1) == ["a"]
-        conn.execute("NOTIFY marker")
-        assert channels_until_marker(listener) == [deliveries.NEW_DELIVERY_CHANNEL, "marker"]
+        assert channels_until_marker(conn, listener) == [deliveries.NEW_DELIVERY_CHANNEL, "marker"]
         assert [d.delivery_id for d in deliveries.claim_due(conn, 5)] == ["a"]
         assert conn.execute("SELECT requeues FROM deliveries WHERE delivery_id = 'a'").fetchone() == (1,)
         [dead] = deliveries.dead_letter_failed(conn, 2, limit=5)
