@@ -12,7 +12,7 @@ VPY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop status clean test lock venv
+.PHONY: run stop status clean test test-slow lock venv
 
 venv: $(STAMP)
 
@@ -46,10 +46,17 @@ status: $(STAMP)
 clean:
 	@if test -x $(VPY); then $(VPY) -m sandbox.stack clean; else rm -rf .local; fi
 
-# pytest's exit 5 means no test ran: that is a failure here.
+# pytest's exit 5 means no test ran: that is a failure here. `make test` leaves out the tests marked slow (each
+# starts a stack of its own and takes minutes: Celery, the fault suite, the burst smoke run); `make test-slow` runs
+# only those. CI (.ci/run) runs both.
+PYTEST_RUN = $(VPY) -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+  if [ $$rc -eq 5 ]; then echo "make $@: no tests ran" >&2; exit 1; fi; exit $$rc
+
 test: $(STAMP)
-	@$(VPY) -m pytest $(PYTEST_ARGS); rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
+	@$(call PYTEST_RUN,-m "not slow")
+
+test-slow: $(STAMP)
+	@$(call PYTEST_RUN,-m slow)
 
 # Regenerate the full lock from requirements.txt (pins every transitive package): one universal lock for every
 # supported Python, forked by markers only where a package needs it; the pins already in the lock are kept.

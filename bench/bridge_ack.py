@@ -343,14 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: the package's config)")
     args = parser.parse_args(argv)
 
-    import pgserver
     import psycopg
     import psutil
 
+    from sandbox.stack.postgres import embedded_server
     from vdi.store.migrate import migrate
 
     workdir = Path(tempfile.mkdtemp(prefix="vdi-bench-"))
-    pg = pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
+    pg = embedded_server(workdir / "pgdata")
     database_url = pg.get_uri()
     migrate(database_url)
     airflow = AirflowProcess()

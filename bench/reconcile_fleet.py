@@ -314,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    import pgserver
     from moto.server import ThreadedMotoServer
+
+    from sandbox.stack.postgres import embedded_server
 
     # One warning per finding would swamp the output (the fixes are counted); BENCH_DEBUG=1 shows them.
     logging.disable(logging.NOTSET if os.environ.get("BENCH_DEBUG") else logging.WARNING)
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                        "AWS_DEFAULT_REGION": REGION}.items():
         os.environ.setdefault(key, value)
     workdir = Path(tempfile.mkdtemp(prefix="vdi-reconcile-bench-"))
-    pg = pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
+    pg = embedded_server(workdir / "pgdata")
     moto_port = free_port()
     index_moto_tags()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)

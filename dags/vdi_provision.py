@@ -4,8 +4,10 @@
 One run per webhook delivery (the bridge triggers it with `conf = {"delivery_id", "issue_key", "event"}`),
 or a manual run from the UI with the **issue_key** param (and **force**, see below).
 
-`validate` → `dedupe` → `persist` → `jira_in_progress` → `launch_instance` → `wait_instance_running`
-→ `wait_bootstrap` → `register_desktop` → `wait_desktop_in_pool` → `wait_agent_running` → `jira_ready`
+`validate` → `persist` → `jira_in_progress` → `launch_instance` → `wait_instance_running` (then its first
+boot: `wait_bootstrap`) → `register_desktop` → `wait_desktop_in_pool` (then its agent: `wait_agent_running`)
+→ `jira_ready`. `dedupe` runs in `persist`'s task; each wait's second step in its first's (one task process
+less each); the event log and failure comments name them as steps of their own.
 
 * The ticket is read fresh from Jira; one not in the trigger status (default *Approved*) is left alone.
 * One desktop per ticket: a ticket already in progress or ready makes the run a no-op.
@@ -24,8 +26,9 @@ or a manual run from the UI with the **issue_key** param (and **force**, see bel
 * Every step is safe to rerun: clear a failed task to resume from there, or clear the whole run; nothing
   happens twice (tagged instance lookup + ClientToken, broker look-ups before creates, comment markers,
   status read before each transition).
-* Every try is bounded (`VDI_TASK_TIMEOUT_S`; waits by `VDI_WAIT_TIMEOUT_S`). A wait's task hands the waiting
-  to Airflow's triggerer, which checks every `VDI_POKE_INTERVAL_S` and ends the task: no worker slot, no process.
+* Every try is bounded (`VDI_TASK_TIMEOUT_S`; each wait by `VDI_WAIT_TIMEOUT_S`). A wait's task hands the
+  waiting to Airflow's triggerer, which checks every `VDI_POKE_INTERVAL_S` and ends the task: no worker slot, no
+  process. A failure in a wait's second phase is reported at that phase's step (e.g. `wait_bootstrap`).
 * After the last retry a task of the owning run records the state `failed` at that step, disposes of the
   instance as the catalog says (terminate, stop or keep), moves the ticket to *Failed* and comments in
   plain words what happened and what to do; the full cause is in the event log and the task log.
@@ -74,14 +77,6 @@ def vdi_provision():
         with provision.database() as conn:
             return provision.validate(JiraTicket.from_connection(), issue_key_param(), JiraFieldConfig.from_env(), conn,
                                       current_run())
-
-    @task.short_circuit(task_id=Step.DEDUPE.value)
-    def dedupe(request: dict) -> bool:
-        from vdi import provision
-
-        with provision.database() as conn:
-            return provision.dedupe(conn, DesktopRequest.model_validate(request), current_run(),
-                                    load().jira_trigger_status)
 
     @task.short_circuit(task_id=Step.PERSIST.value, pool=JIRA_POOL)
     def persist(request: dict) -> bool:
@@ -144,17 +139,15 @@ def vdi_provision():
 
     request = validate()
     in_progress = jira_in_progress(request)
-    dedupe(request) >> persist(request) >> in_progress
+    persist(request) >> in_progress
     instance_id = launch_instance(request)
     in_progress >> instance_id
     registration = register_desktop(request, instance_id)
     waits = wait_settings()
-    (StepWait(step=Step.WAIT_INSTANCE_RUNNING, pool=AWS_POOL, request=request, instance_id=instance_id, **waits)
-     >> StepWait(step=Step.WAIT_BOOTSTRAP, pool=AWS_POOL, request=request, instance_id=instance_id, **waits)
-     >> registration)
-    (StepWait(step=Step.WAIT_DESKTOP_IN_POOL, pool=LEOSTREAM_POOL, request=request, registration=registration, **waits)
-     >> StepWait(step=Step.WAIT_AGENT_RUNNING, pool=LEOSTREAM_POOL, request=request, registration=registration,
-                 **waits)
+    StepWait(step=Step.WAIT_INSTANCE_RUNNING, pool=AWS_POOL, request=request, instance_id=instance_id,
+             **waits) >> registration
+    (StepWait(step=Step.WAIT_DESKTOP_IN_POOL, pool=LEOSTREAM_POOL, request=request, registration=registration,
+              check_first=True, **waits)
      >> jira_ready(request, registration, instance_id))
 
 

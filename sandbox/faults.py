@@ -3,11 +3,18 @@
 Both are driven over a small test-only HTTP API on the sandbox itself, so a test in another process can use it:
 
 - ``POST /_sandbox/faults`` adds a rule ``{"method": "POST", "path": "/rest/api/2/issue/*/comment",
-  "status": 429, "retry_after": 2, "latency_ms": 0, "drop": false, "times": 1}``. ``path`` is an fnmatch
-  pattern over the request path, ``method`` defaults to ``*``, ``times`` to 1 (``null``: every matching call).
-  A matching call first waits ``latency_ms``, then either drops the connection (``drop``), or answers ``status``
-  with the vendor's error body (and ``Retry-After`` when given), or, with neither, goes on normally.
+  "status": 429, "retry_after": 2, "latency_ms": 0, "drop": false, "times": 1, "for_s": null}``. ``path`` is
+  an fnmatch pattern over the request path, ``method`` defaults to ``*``, ``times`` to 1 (``null``: every
+  matching call), ``for_s`` (seconds from now the rule stays in force) to no end. A matching call first waits
+  ``latency_ms``, then either drops the connection (``drop``), or answers ``status`` with the vendor's error
+  body (and ``Retry-After``: the given seconds, or ``"window"``: the seconds left of the rule's ``for_s``, as a
+  rate limiter answers until its window resets), or, with neither, goes on normally. ``expire_session`` (the
+  Leostream sandbox only) expires the caller's API session, as its lifetime ending would, before the call is
+  served: the call then meets the broker's own answer to an expired session.
 - ``GET /_sandbox/faults`` lists the rules with their hit counts; ``DELETE /_sandbox/faults`` removes them all.
+- ``POST /_sandbox/outage`` ``{"seconds": 120}`` takes the sandbox down (``sandbox.server.Listener``): its port
+  refuses connections for that long, then it listens again with its state intact. Connections in flight are
+  cut; the caller's own gets the 202 answer. SIGUSR1 to the sandbox's process ends an outage early.
 - ``GET /_sandbox/calls?method=&path=&since=`` lists the calls served (``path`` is an fnmatch pattern, ``since``
   a sequence number); ``DELETE /_sandbox/calls`` empties the log.
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 import socket
 import threading
 import time
@@ -27,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 ADMIN_PREFIX = "/_sandbox"
 MASK = "**********"
@@ -35,6 +43,9 @@ _SECRET_WORDS = ("password", "secret", "token", "sid", "credential")
 _MAX_CALLS = 5000
 
 ErrorBody = Callable[[int, str], dict]
+# Expires the API session of the request being served (a sandbox with sessions registers one).
+SESSION_EXPIRER = "sandbox_expire_session"
+MAX_OUTAGE_S = 3600
 
 
 def redact(value: Any) -> Any:
@@ -58,14 +69,23 @@ class Fault:
     path: str
     method: str = "*"
     status: int | None = None
-    retry_after: int | None = None
+    retry_after: int | str | None = None
     latency_ms: int = 0
     drop: bool = False
     times: int | None = 1
+    for_s: float | None = None
+    expire_session: bool = False
     hits: int = 0
+    until: float | None = None  # time.time() at which the rule lapses (from ``for_s``)
 
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path) and self.times != 0
+    def matches(self, method: str, path: str, now: float) -> bool:
+        return ((self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.path) and self.times != 0
+                and (self.until is None or now < self.until))
+
+    def retry_after_header(self, now: float) -> str | None:
+        if self.retry_after == "window":
+            return str(max(1, math.ceil((self.until or now) - now)))
+        return None if self.retry_after is None else str(self.retry_after)
 
 
 @dataclass
@@ -89,7 +109,8 @@ class FaultSpecError(ValueError):
 def parse_fault(spec: Any, fault_id: int) -> Fault:
     if not isinstance(spec, dict):
         raise FaultSpecError("a fault is a JSON object")
-    unknown = set(spec) - {"path", "method", "status", "retry_after", "latency_ms", "drop", "times"}
+    unknown = set(spec) - {"path", "method", "status", "retry_after", "latency_ms", "drop", "times", "for_s",
+                           "expire_session"}
     if unknown:
         raise FaultSpecError(f"unknown fault fields: {', '.join(sorted(unknown))}")
     path = spec.get("path")
@@ -99,9 +120,17 @@ def parse_fault(spec: Any, fault_id: int) -> Fault:
     status = spec.get("status")
     if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
         raise FaultSpecError("'status' must be an HTTP error status (400-599)")
+    for_s = spec.get("for_s")
+    if for_s is not None and (isinstance(for_s, bool) or not isinstance(for_s, (int, float))
+                              or not 0 < for_s <= 86400):
+        raise FaultSpecError("'for_s' must be a number of seconds (at most a day) or null")
     retry_after = spec.get("retry_after")
-    if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
-        raise FaultSpecError("'retry_after' must be a number of seconds")
+    if retry_after == "window":
+        if for_s is None:
+            raise FaultSpecError("'retry_after': 'window' needs 'for_s'")
+    elif retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, int)
+                                      or retry_after < 0):
+        raise FaultSpecError("'retry_after' must be a number of seconds or 'window'")
     latency_ms = spec.get("latency_ms", 0)
     if not isinstance(latency_ms, int) or not 0 <= latency_ms <= 120_000:
         raise FaultSpecError("'latency_ms' must be between 0 and 120000")
@@ -111,15 +140,20 @@ def parse_fault(spec: Any, fault_id: int) -> Fault:
     times = spec.get("times", 1)
     if times is not None and (not isinstance(times, int) or times < 1):
         raise FaultSpecError("'times' must be a positive count or null")
-    if status is None and not drop and not latency_ms:
-        raise FaultSpecError("a fault needs a 'status', 'drop' or 'latency_ms'")
-    return Fault(fault_id, path, method, status, retry_after, latency_ms, drop, times)
+    expire_session = spec.get("expire_session", False)
+    if not isinstance(expire_session, bool):
+        raise FaultSpecError("'expire_session' must be true or false")
+    if status is None and not drop and not latency_ms and not expire_session:
+        raise FaultSpecError("a fault needs a 'status', 'drop', 'latency_ms' or 'expire_session'")
+    return Fault(fault_id, path, method, status, retry_after, latency_ms, drop, times, for_s, expire_session,
+                 until=None if for_s is None else time.time() + for_s)
 
 
 class Traffic:
     """The fault rules and the call log of one sandbox (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sessions: bool = False) -> None:
+        self.sessions = sessions
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._calls: deque[Call] = deque(maxlen=_MAX_CALLS)
@@ -129,6 +163,8 @@ class Traffic:
     def add_fault(self, spec: Any) -> Fault:
         with self._lock:
             fault = parse_fault(spec, next(self._fault_ids))
+            if fault.expire_session and not self.sessions:
+                raise FaultSpecError("'expire_session': this sandbox has no API sessions")
             self._faults.append(fault)
             return fault
 
@@ -142,9 +178,10 @@ class Traffic:
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         """The first rule matching this call, with one use consumed."""
+        now = time.time()
         with self._lock:
             for fault in self._faults:
-                if fault.matches(method, path):
+                if fault.matches(method, path, now):
                     fault.hits += 1
                     if fault.times is not None:
                         fault.times -= 1
@@ -190,9 +227,13 @@ def _logged_headers() -> dict[str, str]:
     return {name: request.headers[name] for name in wanted if name in request.headers}
 
 
-def install(app: Flask, error_body: ErrorBody, extra_admin: Blueprint | None = None) -> Traffic:
-    """Attach fault injection, the call log and the ``/_sandbox`` admin API to a sandbox app."""
-    traffic = Traffic()
+def install(app: Flask, error_body: ErrorBody, extra_admin: Blueprint | None = None,
+            expire_session: Callable[[], None] | None = None) -> Traffic:
+    """Attach fault injection, the call log and the ``/_sandbox`` admin API to a sandbox app;
+    ``expire_session()`` (a sandbox with API sessions) expires the session of the request being served."""
+    traffic = Traffic(sessions=expire_session is not None)
+    if expire_session is not None:
+        app.extensions[SESSION_EXPIRER] = expire_session
     app.extensions["sandbox_traffic"] = traffic
 
     @app.before_request
@@ -206,6 +247,8 @@ def install(app: Flask, error_body: ErrorBody, extra_admin: Blueprint | None = N
         g.sandbox_fault = fault.id
         if fault.latency_ms:
             time.sleep(fault.latency_ms / 1000)
+        if fault.expire_session:
+            current_app.extensions[SESSION_EXPIRER]()
         if fault.drop:
             _drop_connection()
             response = Response(b"", status=502)
@@ -214,8 +257,8 @@ def install(app: Flask, error_body: ErrorBody, extra_admin: Blueprint | None = N
         if fault.status is not None:
             response = jsonify(error_body(fault.status, _fault_message(fault.status)))
             response.status_code = fault.status
-            if fault.retry_after is not None:
-                response.headers["Retry-After"] = str(fault.retry_after)
+            if (retry_after := fault.retry_after_header(time.time())) is not None:
+                response.headers["Retry-After"] = retry_after
             return response
         return None
 
@@ -253,6 +296,17 @@ def install(app: Flask, error_body: ErrorBody, extra_admin: Blueprint | None = N
     def clear_faults():
         traffic.clear_faults()
         return "", 204
+
+    @admin.post("/outage")
+    def outage():
+        listener = current_app.extensions.get("sandbox_listener")
+        if listener is None:
+            return jsonify({"error": "this server cannot go down (it is not served by sandbox.server.Listener)"}), 409
+        seconds = (request.get_json(silent=True) or {}).get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_OUTAGE_S:
+            return jsonify({"error": f"'seconds' must be a number of seconds up to {MAX_OUTAGE_S}"}), 400
+        listener.outage(float(seconds), keep=request.environ.get("werkzeug.socket"))
+        return jsonify({"down_for_s": seconds}), 202
 
     @admin.get("/calls")
     def list_calls():

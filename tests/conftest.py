@@ -30,17 +30,13 @@ def _with_database(url: str, database: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server_url(tmp_path_factory) -> str:
-    """A superuser URL of a real PostgreSQL: ``$VDI_TEST_DATABASE_URL`` or an embedded pgserver."""
+    """A superuser URL of a real PostgreSQL: ``$VDI_TEST_DATABASE_URL`` or an embedded one (the local stack's)."""
     if url := os.environ.get("VDI_TEST_DATABASE_URL"):
         yield url
         return
-    import logging
+    from sandbox.stack.postgres import embedded_server
 
-    import pgserver
-
-    # pgserver logs from an atexit hook, after pytest has closed the streams its handlers write to.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    server = embedded_server(tmp_path_factory.mktemp("pgdata"))
     yield server.get_uri()
     server.cleanup()
 

@@ -67,3 +67,17 @@ def test_without_any_supported_python_make_names_the_versions_it_needs(tmp_path)
     assert result.returncode != 0
     assert "no supported Python found" in result.stderr and "install Python 3.10 to 3.13" in result.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def test_make_test_leaves_out_the_slow_tests_and_make_test_slow_runs_only_them():
+    fast = make("test", "PYTEST_ARGS=--collect-only -q -p no:cacheprovider tests/faults tests/test_makefile.py")
+    slow = make("test-slow", "PYTEST_ARGS=--collect-only -q -p no:cacheprovider tests/faults tests/test_makefile.py")
+    assert fast.returncode == 0 and slow.returncode == 0, fast.stderr + slow.stderr
+    assert "tests/test_makefile.py::" in fast.stdout and "tests/faults/" not in fast.stdout
+    assert "tests/faults/" in slow.stdout and "tests/test_makefile.py::" not in slow.stdout
+
+
+def test_a_make_test_run_in_which_no_test_ran_fails_and_says_so():
+    result = make("test-slow", "PYTEST_ARGS=--collect-only -q -p no:cacheprovider tests/test_makefile.py")
+    assert result.returncode != 0
+    assert "make test-slow: no tests ran" in result.stderr

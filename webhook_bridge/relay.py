@@ -137,8 +137,11 @@ class Relay:
                     next_beat = time.monotonic() + deliveries.RELAY_BEAT_INTERVAL_S
                 for _ in conn.notifies(timeout=min(1.0, max(0.0, next_beat - time.monotonic()))):
                     self._due.set()
-            except psycopg.Error as error:
-                log.warning("relay: listening connection lost (%s); connecting again", type(error).__name__)
+            except Exception as error:  # the listening thread must outlive anything: it is the relay's beat
+                if isinstance(error, psycopg.Error):
+                    log.warning("relay: listening connection lost (%s); connecting again", type(error).__name__)
+                else:
+                    log.exception("relay: unexpected error while listening; connecting again")
                 if conn is not None:
                     conn.close()
                     conn = None

@@ -28,14 +28,12 @@ def noop(step: Step, pool: str = "default_pool", short_circuit: bool = False):
 def vdi_provision_floor():
     request = noop(Step.VALIDATE, JIRA_POOL, short_circuit=True)()
     in_progress = noop(Step.JIRA_IN_PROGRESS, JIRA_POOL)(request)
-    noop(Step.DEDUPE, short_circuit=True)(request) >> noop(Step.PERSIST, JIRA_POOL, True)(request) >> in_progress
+    noop(Step.PERSIST, JIRA_POOL, True)(request) >> in_progress
     instance_id = noop(Step.LAUNCH_INSTANCE, AWS_POOL)(request)
     in_progress >> instance_id
     registration = noop(Step.REGISTER_DESKTOP, LEOSTREAM_POOL)(request, instance_id)
-    (noop(Step.WAIT_INSTANCE_RUNNING, AWS_POOL)(request, instance_id)
-     >> noop(Step.WAIT_BOOTSTRAP, AWS_POOL)(request, instance_id) >> registration)
+    noop(Step.WAIT_INSTANCE_RUNNING, AWS_POOL)(request, instance_id) >> registration
     (noop(Step.WAIT_DESKTOP_IN_POOL, LEOSTREAM_POOL)(request, registration)
-     >> noop(Step.WAIT_AGENT_RUNNING, LEOSTREAM_POOL)(request, registration)
      >> noop(Step.JIRA_READY, JIRA_POOL)(request, registration, instance_id))
 
 

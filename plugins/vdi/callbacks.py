@@ -84,10 +84,12 @@ def record_task_failure(context: dict[str, Any], record: Callable[..., None], st
         log.error("%s failed and the run names no issue key; nothing to report", ti.task_id)
         return
     run = current_run(context)
-    jira = _reachable("Jira to report the failure", JiraTicket.from_connection)
+    jira = _reachable("Jira to report the failure", JiraTicket.for_failure_report)
     try:
         with database() as conn:
-            record(conn, jira, issue_key, run, step_type(ti.task_id), context.get("exception"),
+            # A wait's later phase names its own step on the error (vdi.waits.at_step).
+            step = getattr(context.get("exception"), "failed_step", None) or ti.task_id
+            record(conn, jira, issue_key, run, step_type(step), context.get("exception"),
                    f"{run.run_id}-{ti.try_number}")
     except Exception as error:  # a failure callback must not raise; the log is the last resort
         log.error("could not record the failure of %s for %s: %s", ti.task_id, issue_key, readable_cause(error))

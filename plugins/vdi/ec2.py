@@ -14,6 +14,17 @@ if TYPE_CHECKING:
     from vdi.catalog import Bundle
 
 AWS_CONN_ID = "aws_default"
+# botocore's limits on every call of the product's AWS clients. The "standard" retry mode retries throttling
+# (EC2's RequestLimitExceeded, HTTP 503) and transient errors (HTTP 500/502/503/504, a dropped connection) with
+# exponential backoff and jitter (at most 20 s a wait): 5 attempts ride out a short throttle in about 15 s, then
+# Airflow's retry of the task takes over, which holds no slot while it waits. ("adaptive" mode's client-side rate
+# limiter learns within one client; a task's client makes a handful of calls and is gone.) A call that must not
+# run twice carries its idempotency token (``ClientToken``), so retrying it is safe. The connection's
+# ``config_kwargs`` extra overrides any of these.
+AWS_CALL_LIMITS: dict[str, Any] = {"connect_timeout": 5, "read_timeout": 30,
+                                   "retries": {"mode": "standard", "total_max_attempts": 5}}
+# EC2 has none of this instance type left where the launch asked (HTTP 500, so botocore has retried it already).
+CAPACITY_ERROR_CODES = ("InsufficientInstanceCapacity",)
 TAG_ISSUE = "vdi:issue"
 TAG_REQUEST = "vdi:request"
 TAG_USER = "vdi:user"
@@ -35,6 +46,21 @@ class ImageUnavailable(LookupError):
     """The catalog names an image this account cannot launch in the region."""
 
 
+class CapacityUnavailable(RuntimeError):
+    """EC2 has no capacity for the desktop's instance type right now, to launch it or to start it again. A retry
+    later usually finds some (Airflow retries the task); the message is in plain words for the requester,
+    ``operator_detail`` is EC2's own about ``subject`` (the instance type, or the instance)."""
+
+    def __init__(self, subject: str, ec2_message: str):
+        super().__init__("AWS has no capacity for this desktop size right now; try again later")
+        self.subject = subject
+        self.ec2_message = ec2_message
+        self.operator_detail = f"{subject}: {ec2_message}"
+
+    def __reduce__(self):
+        return type(self), (self.subject, self.ec2_message)
+
+
 class InstanceStateError(RuntimeError):
     """The instance is in a state the operation cannot work from; ``retry_later`` when waiting will help."""
 
@@ -53,10 +79,20 @@ class BootstrapOutcome(NamedTuple):
 
 
 def aws_client(service: str, conn_id: str = AWS_CONN_ID):
-    """A boto3 client for ``service`` (``ec2``, ``s3``) from the connection: credentials, region, endpoint."""
+    """A boto3 client for ``service`` (``ec2``, ``s3``) from the connection (credentials, region, endpoint), with
+    ``AWS_CALL_LIMITS`` under the connection's own ``config_kwargs``."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    return AwsBaseHook(aws_conn_id=conn_id, client_type=service).get_conn()
+    hook = AwsBaseHook(aws_conn_id=conn_id, client_type=service)
+    return hook.get_client_type(region_name=hook.region_name, config=call_config(hook.config))
+
+
+def call_config(connection_config=None):
+    """botocore's ``Config``: ``AWS_CALL_LIMITS``, with what ``connection_config`` sets winning."""
+    from botocore.config import Config
+
+    limits = Config(**AWS_CALL_LIMITS)
+    return limits.merge(connection_config) if connection_config is not None else limits
 
 
 def instance_name(issue_key: str) -> str:
@@ -153,11 +189,27 @@ def find_request_instance(ec2, request_id: str) -> dict[str, Any] | None:
 
 def launch_once(ec2, params: dict[str, Any], request_id) -> tuple[str, bool]:
     """The request's instance id, launching it only when no live instance is tagged with ``request_id``;
-    (id, launched now)."""
+    (id, launched now). Raises ``CapacityUnavailable`` when EC2 has no capacity for the instance type; the
+    ``ClientToken`` is not spent then, so a later try launches under the same one."""
+    from botocore.exceptions import ClientError
+
     if existing := find_request_instance(ec2, request_id):
         return existing["InstanceId"], False
-    reservation = ec2.run_instances(**params)
+    try:
+        reservation = ec2.run_instances(**params)
+    except ClientError as error:
+        if refusal := _capacity_refusal(error, params["InstanceType"]):
+            raise refusal from error
+        raise
     return reservation["Instances"][0]["InstanceId"], True
+
+
+def _capacity_refusal(error, subject: str) -> CapacityUnavailable | None:
+    """EC2's capacity refusal in ``error`` (a ``ClientError``) as ``CapacityUnavailable``; None for anything else."""
+    detail = error.response.get("Error", {})
+    if detail.get("Code") not in CAPACITY_ERROR_CODES:
+        return None
+    return CapacityUnavailable(subject, detail.get("Message", ""))
 
 
 def instance_state(ec2, instance_id: str) -> str | None:
@@ -182,8 +234,10 @@ def ensure_running(ec2, instance_id: str) -> str:
 
     Returns ``"started"``, or the state it was left in (``"pending"``, ``"running"``). Raises
     ``InstanceStateError``: with ``retry_later`` while it is stopping; without it when it is shutting down,
-    terminated or unknown to EC2, which needs a new launch generation.
+    terminated or unknown to EC2, which needs a new launch generation. Raises ``CapacityUnavailable`` when EC2 has
+    no capacity to start it (it stays stopped).
     """
+    from botocore.exceptions import ClientError
     state = instance_state(ec2, instance_id)
     if state in ("pending", "running"):
         return state
@@ -193,7 +247,12 @@ def ensure_running(ec2, instance_id: str) -> str:
     if state != "stopped":
         raise InstanceStateError(f"instance {instance_id} is {state or 'unknown to EC2'}: it cannot be started, "
                                  f"launch a new one", state=state, retry_later=False)
-    _change_state(ec2.start_instances, instance_id, state)
+    try:
+        _change_state(ec2.start_instances, instance_id, state)
+    except ClientError as error:
+        if refusal := _capacity_refusal(error, instance_id):
+            raise refusal from error
+        raise
     return "started"
 
 

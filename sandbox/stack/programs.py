@@ -111,7 +111,8 @@ def sandbox_programs(settings: StackSettings) -> list[Program]:
     """moto (EC2, S3, Secrets Manager, STS, IAM) and the Leostream and Jira sandboxes, in start order."""
     python, host = str(settings.python), "127.0.0.1"
     programs = [
-        Program(name="moto", command=[str(settings.bin_dir / "moto_server"), "-H", host, "-p",
+        # moto's server with the EC2 fault hook and client-token memory (sandbox/aws), in one process.
+        Program(name="moto", command=[python, "-m", "sandbox.aws", "--host", host, "--port",
                                       str(settings.ports["moto"])],
                 health_url=f"{settings.url('moto')}/moto-api/", port_name="moto"),
         Program(name="leostream-sandbox", command=[python, "-m", "sandbox.leostream", "--host", host, "--port",

@@ -352,6 +352,9 @@ class StackSettings:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir / "airflow"),
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # A task process rides out an API server restart (tests/faults) instead of spending its try: 10
+            # retries of the execution API with Airflow's randomised 1-90 s backoff, against its default 5.
+            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
             "VDI_LOCAL_DIR": str(self.local_dir),
             **sandbox_only,
             **celery,

@@ -15,6 +15,9 @@ from sandbox.stack.settings import REPO_ROOT, StackSettings
 
 # AF_UNIX paths are limited to 108 bytes; a deep checkout falls back to a short path in the temp dir.
 _MAX_SOCKET_PATH = 100
+# A program that exits unexpectedly is started again; these tries (1 s more backoff each) let it outlast a short
+# outage of what it needs at start, e.g. the scheduler restarted while PostgreSQL is still restarting.
+START_RETRIES = 3
 
 
 @dataclass
@@ -94,7 +97,7 @@ class Supervisor:
                 "command=" + " ".join(shlex.quote(part) for part in command).replace("%", "%%"),
                 f"directory={REPO_ROOT}",
                 f"priority={program.priority}",
-                "autostart=false", "autorestart=unexpected", "startsecs=2", "startretries=0",
+                "autostart=false", "autorestart=unexpected", "startsecs=2", f"startretries={START_RETRIES}",
                 f"stopsignal={program.stop_signal}", "stopwaitsecs=30",
                 f"stopasgroup={str(program.stop_as_group).lower()}", "killasgroup=true",
                 f"stdout_logfile={s.logs_dir / (program.name + '.log')}", "redirect_stderr=true",

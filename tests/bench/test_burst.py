@@ -35,6 +35,7 @@ def test_percentile_is_nearest_rank():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_smoke_a_burst_of_two_tickets_ends_ready_with_one_of_everything(tmp_path):
     out = tmp_path / "burst.json"
     result = subprocess.run([sys.executable, "-m", "bench.burst", "--tickets", "2", "--no-warmup",

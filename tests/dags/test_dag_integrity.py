@@ -13,18 +13,21 @@ import pytest
 from tests.conftest import REPO_ROOT
 from vdi.callbacks import on_task_failure
 from vdi.dag_defaults import task_defaults, wait_settings
-from vdi.steps import Step
+from vdi.steps import TASK_STEPS, WITHIN, Step
 
 DAGS_DIR = REPO_ROOT / "dags"
 DAG_FILES = sorted(p.name for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
-# Each step's pool: the external system it calls (dedupe only reads the app database).
+# Each task's pool: the external system it calls.
 STEP_POOLS = {
-    Step.VALIDATE: "jira_api", Step.DEDUPE: "default_pool", Step.PERSIST: "jira_api",
-    Step.JIRA_IN_PROGRESS: "jira_api", Step.LAUNCH_INSTANCE: "aws_api", Step.WAIT_INSTANCE_RUNNING: "aws_api",
-    Step.WAIT_BOOTSTRAP: "aws_api", Step.REGISTER_DESKTOP: "leostream_api", Step.WAIT_DESKTOP_IN_POOL: "leostream_api",
-    Step.WAIT_AGENT_RUNNING: "leostream_api", Step.JIRA_READY: "jira_api",
+    Step.VALIDATE: "jira_api", Step.PERSIST: "jira_api", Step.JIRA_IN_PROGRESS: "jira_api",
+    Step.LAUNCH_INSTANCE: "aws_api", Step.WAIT_INSTANCE_RUNNING: "aws_api", Step.REGISTER_DESKTOP: "leostream_api",
+    Step.WAIT_DESKTOP_IN_POOL: "leostream_api", Step.JIRA_READY: "jira_api",
 }
-WAITING_STEPS = (Step.WAIT_INSTANCE_RUNNING, Step.WAIT_BOOTSTRAP, Step.WAIT_DESKTOP_IN_POOL, Step.WAIT_AGENT_RUNNING)
+# Each wait task and its phases, in order.
+WAIT_PHASES = {
+    Step.WAIT_INSTANCE_RUNNING: (Step.WAIT_INSTANCE_RUNNING, Step.WAIT_BOOTSTRAP),
+    Step.WAIT_DESKTOP_IN_POOL: (Step.WAIT_DESKTOP_IN_POOL, Step.WAIT_AGENT_RUNNING),
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +68,9 @@ def test_the_dag_file_imports_nothing_heavy_at_parse(tmp_path):
 
 
 def test_the_task_ids_are_the_step_list_and_the_steps_run_one_after_another_in_its_order(dag):
-    assert sorted(t.task_id for t in dag.tasks) == sorted(s.value for s in Step)
-    order = list(Step)
+    assert sorted(t.task_id for t in dag.tasks) == sorted(s.value for s in TASK_STEPS)
+    assert set(TASK_STEPS) | set(WITHIN) == set(Step) and all(s.task in TASK_STEPS for s in Step)
+    order = list(TASK_STEPS)
     for task in dag.tasks:
         assert all(order.index(Step(up)) < order.index(Step(task.task_id)) for up in task.upstream_task_ids), task
     # One after another: a failed step leaves no other step of the run working on the request.
@@ -76,7 +80,8 @@ def test_the_task_ids_are_the_step_list_and_the_steps_run_one_after_another_in_i
 
 def test_ready_is_reached_only_through_the_bootstrap_and_the_agent_checks(dag):
     upstream = dag.get_task(Step.JIRA_READY.value).get_flat_relative_ids(upstream=True)
-    assert {Step.WAIT_BOOTSTRAP.value, Step.WAIT_AGENT_RUNNING.value} <= upstream
+    phases = {phase for task_id in upstream for phase in getattr(dag.get_task(task_id), "phases", ())}
+    assert {Step.WAIT_BOOTSTRAP, Step.WAIT_AGENT_RUNNING} <= phases
 
 
 def test_every_task_retries_with_backoff_from_the_settings_is_bounded_and_reports_its_last_failure(dag):
@@ -99,29 +104,34 @@ def test_the_waiting_steps_defer_to_the_triggerer_with_the_settings_timing(dag):
     from vdi.waits import StepWait
 
     timing = wait_settings()
-    for step in WAITING_STEPS:
+    for step, phases in WAIT_PHASES.items():
         wait = dag.get_task(step.value)
-        assert isinstance(wait, StepWait) and wait.step == step
+        assert isinstance(wait, StepWait) and (wait.step, wait.phases) == (step, phases)
         assert (wait.poke_interval_s, wait.wait_timeout_s) == (timing["poke_interval_s"], timing["wait_timeout_s"])
+    # The broker's wait checks once in its task first (its desktop is usually there after registration); an
+    # instance just launched never passes its status checks at once.
+    assert dag.get_task(Step.WAIT_DESKTOP_IN_POOL.value).check_first
+    assert not dag.get_task(Step.WAIT_INSTANCE_RUNNING.value).check_first
 
 
-def test_a_wait_defers_at_once_bounded_by_the_wait_timeout_and_resumes_only_to_report_an_error(dag):
+def test_a_wait_defers_at_once_through_its_phases_each_bounded_by_the_wait_timeout(dag):
     from airflow.sdk.exceptions import TaskDeferred
 
     from vdi.waits import StepTrigger
 
-    wait = dag.get_task(Step.WAIT_BOOTSTRAP.value)
+    wait = dag.get_task(Step.WAIT_INSTANCE_RUNNING.value)
     wait.request, wait.instance_id = {"issue_key": "VDI-1"}, "i-0123456789abcdef0"
     context = {"ti": None, "run_id": "delivery-run-1", "params": {"delivery_id": "d-1", "force": False}}
     with pytest.raises(TaskDeferred) as deferred:
         wait.execute(context)
     trigger = deferred.value.trigger
     assert isinstance(trigger, StepTrigger) and deferred.value.method_name == "execute_complete"
-    assert deferred.value.timeout.total_seconds() == wait.wait_timeout_s
+    assert deferred.value.timeout.total_seconds() == 2 * wait.wait_timeout_s + wait.poke_interval_s
     classpath, kwargs = trigger.serialize()
     assert classpath == "vdi.waits.StepTrigger"
-    assert (kwargs["step"], kwargs["run_id"], kwargs["instance_id"], kwargs["manual"]) == (
-        "wait_bootstrap", "delivery-run-1", "i-0123456789abcdef0", False)
+    assert (kwargs["step"], kwargs["then"], kwargs["phase_timeout_s"], kwargs["run_id"], kwargs["instance_id"],
+            kwargs["manual"]) == ("wait_instance_running", ["wait_bootstrap"], wait.wait_timeout_s, "delivery-run-1",
+                                  "i-0123456789abcdef0", False)
     assert StepTrigger(**kwargs).serialize() == (classpath, kwargs)  # as the triggerer rebuilds it
 
 

@@ -13,7 +13,7 @@ from sandbox.demo import file_and_approve
 from tests.conftest import wait_until
 from tests.e2e.conftest import running_stack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.celery]
+pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.slow]
 
 WORKERS = 2
 RUN_DEADLINE_S = 300

@@ -15,7 +15,7 @@ from sandbox.stack.settings import StackSettings
 from sandbox.stack.supervisor import Supervisor
 from tests.e2e.conftest import read_stack_env, run_stack, stack_environment
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

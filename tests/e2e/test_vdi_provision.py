@@ -190,6 +190,7 @@ def test_bundle_outside_the_guardrails_is_rejected_without_an_aws_call(local_sta
     assert "not offered to project VDI" in comments[0]["body"]
 
 
+@pytest.mark.slow  # waits out the task retries
 def test_a_stray_run_failing_on_a_ready_ticket_posts_nothing_and_changes_nothing(
         local_stack, jira, ec2, broker, airflow_api, sandbox_faults):
     issue_key = file_and_approve(jira, "gpu", "bob@studio.example")
@@ -222,6 +223,7 @@ FAULTS = {
 AFTER_LAUNCH = {"leostream-register", "leostream-discovery"}
 
 
+@pytest.mark.slow  # waits out the task retries
 @pytest.mark.parametrize("fault", [*FAULTS, "aws-launch"])
 def test_fault_at_a_step_fails_with_a_plain_comment_and_a_retry_recovers(
         fault, local_stack, jira, ec2, iam, broker, airflow_api, sandbox_faults):

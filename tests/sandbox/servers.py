@@ -1,4 +1,5 @@
-"""Run a sandbox app on a free loopback port in this process, over real HTTP (werkzeug's threaded server)."""
+"""Run a sandbox app on a free loopback port in this process, over real HTTP (the sandboxes' own ``Listener``,
+werkzeug's threaded server that can also go down for a while)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from contextlib import contextmanager
 
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
+from sandbox.server import Listener
 from tests.conftest import free_port
 
 
@@ -19,14 +20,13 @@ def serving(make_app: Callable[[str], Flask]) -> Iterator[tuple[str, Flask]]:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     app = make_app(base_url)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{port}", daemon=True)
+    listener = Listener(app, "127.0.0.1", port)
+    thread = threading.Thread(target=listener.serve_forever, name=f"sandbox-{port}", daemon=True)
     thread.start()
     try:
         yield base_url, app
     finally:
-        server.shutdown()
-        server.server_close()
+        listener.close()
         thread.join(timeout=10)
 
 

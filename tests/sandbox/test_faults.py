@@ -12,6 +12,7 @@ import requests
 from sandbox.faults import MASK, parse_fault, redact
 from sandbox.jira.app import create_app as create_jira
 from sandbox.leostream.app import create_app as create_leostream
+from tests.conftest import wait_until
 from tests.sandbox.servers import serving
 
 TOKEN = "fault-test-api-token"
@@ -116,11 +117,44 @@ def test_call_log_records_the_traffic_without_credentials(jira, leostream):
 
 def test_the_admin_api_refuses_malformed_fault_rules(jira):
     for spec in ({"path": "no-slash", "status": 500}, {"path": "/x", "status": 200}, {"path": "/x"},
-                 {"path": "/x", "status": 500, "times": 0}, {"path": "/x", "status": 500, "colour": "red"}, "x"):
+                 {"path": "/x", "status": 500, "times": 0}, {"path": "/x", "status": 500, "colour": "red"}, "x",
+                 {"path": "/x", "status": 429, "retry_after": "window"}, {"path": "/x", "status": 500, "for_s": 0},
+                 {"path": "/x", "status": 500, "for_s": "1m"}, {"path": "/x", "expire_session": "yes"}):
         answer = requests.post(f"{jira}/_sandbox/faults", json=spec, timeout=5)
         assert answer.status_code == 400 and answer.json()["error"], spec
     assert requests.delete(f"{jira}/_sandbox/faults", timeout=5).status_code == 204
     assert requests.get(f"{jira}/_sandbox/faults", timeout=5).json() == []
+
+
+def test_a_rule_for_some_seconds_lapses_then_and_its_retry_after_window_counts_down(jira):
+    add_fault(jira, method="GET", path="/rest/api/2/myself", status=429, retry_after="window", times=None,
+              for_s=2)
+    first = myself(jira)
+    assert first.status_code == 429 and int(first.headers["Retry-After"]) in (1, 2)
+    wait_until(lambda: myself(jira).status_code == 200, timeout_s=5, message="the rule to lapse")
+    [fault] = requests.get(f"{jira}/_sandbox/faults", timeout=5).json()
+    assert fault["hits"] >= 1 and fault["for_s"] == 2
+
+
+def test_expire_session_ends_the_callers_broker_session_with_the_brokers_own_401(leostream):
+    def login() -> dict:
+        sid = requests.post(f"{leostream}/rest/v1/session/login", json={"user_login": "vdi-api",
+                                                                        "password": PASSWORD}, timeout=5).json()["sid"]
+        return {"Authorization": f"Bearer {sid}"}
+
+    caller, bystander = login(), login()
+    add_fault(leostream, method="GET", path="/rest/v1/pools", expire_session=True)
+    refused = requests.get(f"{leostream}/rest/v1/pools", headers=caller, timeout=5)
+    assert (refused.status_code, refused.json()) == (401, {"error_status": "UNAUTHORIZED",
+                                                           "error_message": "Session expired, please log in again"})
+    assert requests.get(f"{leostream}/rest/v1/centers", headers=caller, timeout=5).status_code == 401
+    assert requests.get(f"{leostream}/rest/v1/pools", headers=bystander, timeout=5).status_code == 200
+    assert requests.get(f"{leostream}/rest/v1/pools", headers=login(), timeout=5).status_code == 200
+
+
+def test_the_jira_sandbox_has_no_sessions_to_expire(jira):
+    answer = requests.post(f"{jira}/_sandbox/faults", json={"path": "/rest/*", "expire_session": True}, timeout=5)
+    assert answer.status_code == 400 and "no API sessions" in answer.json()["error"]
 
 
 def test_redaction_masks_secret_looking_fields_at_any_depth():

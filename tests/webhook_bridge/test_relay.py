@@ -250,3 +250,50 @@ def test_a_dag_that_appears_within_the_grace_takes_its_deliveries(typo_delivery,
     assert relay.dispatch() == ["created"]
     assert list(airflow_with_dags.runs) == ["VDI-3__jira__early"]
     assert rows(app_database_url)[0][1] == "dispatched"
+
+
+def test_a_relay_killed_mid_trigger_leaves_every_delivery_to_the_next_relay_which_triggers_each_once(
+        make_app, make_relay, bridge_config, app_database_url, fake_airflow):
+    fake_airflow.gate.clear()  # the first trigger reaches Airflow and is held there, unanswered
+    client = make_app(bridge_config).test_client()
+    assert [post(client, f"kill-{n}", n) for n in (1, 2, 3)] == [202, 202, 202]
+    env = {**os.environ, "VDI_DATABASE_URL": app_database_url, "AIRFLOW_API_URL": fake_airflow.url,
+           "AIRFLOW_USERNAME": "vdi", "AIRFLOW_PASSWORD": AIRFLOW_PASSWORD, "BRIDGE_RELAY_THREADS": "1"}
+    killed = subprocess.Popen([sys.executable, "-m", "webhook_bridge.relay"], cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: fake_airflow.triggers_received == 1, timeout_s=30, message="a trigger in flight")
+    finally:
+        killed.kill()  # SIGKILL: no clean stop, its claim's transaction is left open until the server drops it
+        killed.wait(10)
+    fake_airflow.gate.set()  # Airflow creates the run whose answer nobody reads
+    wait_until(lambda: len(fake_airflow.runs) == 1, message="Airflow to take the orphaned trigger")
+    assert {row[1] for row in rows(app_database_url)} == {"pending"}  # nothing was committed by the killed relay
+
+    relay = make_relay({**bridge_config, **airflow_config(fake_airflow)})
+    # The server drops the killed relay's locks as soon as it notices its connection gone.
+    outcomes = wait_until(lambda: relay.dispatch() or None, message="the next relay to claim the deliveries")
+    assert sorted(outcomes) == ["already_triggered", "created", "created"]
+    assert sorted(fake_airflow.runs) == [f"VDI-{n}__jira__kill-{n}" for n in (1, 2, 3)]
+    assert {row[1] for row in rows(app_database_url)} == {"dispatched"}
+
+
+def test_the_listening_thread_outlives_an_unexpected_error_and_keeps_beating(make_app, make_relay, bridge_config,
+                                                                            fake_airflow):
+    client = make_app(bridge_config).test_client()
+    relay = make_relay({**bridge_config, **airflow_config(fake_airflow), "RELAY_THREADS": 1,
+                        "SWEEP_INTERVAL_S": 3600})
+    connect, calls = relay._connect, []
+
+    def connect_failing_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("not a database error")
+        return connect()
+
+    relay._connect = connect_failing_once
+    relay.start()
+    wait_until(client.application.extensions["webhook_bridge"].relay_alive, timeout_s=10,
+               message="the relay's beat after the error")
+    assert post(client, "after-the-error", 1) == 202
+    wait_until(lambda: "VDI-1__jira__after-the-error" in fake_airflow.runs, message="the delivery triggered")

@@ -231,7 +231,7 @@ def reconcile(args, env: Mapping[str, str], timeout_s: float) -> Result:
     try:
         if api.dag(RECONCILE_DAG_ID).get("is_paused"):
             raise CommandError(f"{RECONCILE_DAG_ID} is paused in Airflow: unpause it, or its run would never start")
-        api.trigger(RECONCILE_DAG_ID, run_id, conf, note="vdi reconcile" + (" --dry-run" if args.dry_run else ""))
+        api.trigger(RECONCILE_DAG_ID, conf, run_id, note="vdi reconcile" + (" --dry-run" if args.dry_run else ""))
         run = api.wait(RECONCILE_DAG_ID, run_id, args.wait)
         if run["state"] != "success":
             raise CommandError(f"the run {run_id} of {RECONCILE_DAG_ID} {run['state']}; its task logs in the "

@@ -1,12 +1,23 @@
 import base64
+import json
 import uuid
 
 import boto3
 import pytest
+import requests
+from botocore.exceptions import ClientError
 
+from sandbox.aws.server import ThreadedAwsServer
+from tests.plugins.vdi.conftest import our_comments
+from tests.sandbox.jira.conftest import ALICE
 from vdi import ec2 as ec2_ops
+from vdi import provision
 from vdi.catalog import DEFAULT_CATALOG_PATH, load_catalog
-from vdi.request import parse_issue
+from vdi.jira import COMMENT_MARKER_PREFIX
+from vdi.request import DesktopRequest, parse_issue
+from vdi.states import Run
+from vdi.steps import Step
+from vdi.store import requests as store
 
 USER_DATA = "#!/bin/bash\necho bootstrap\n"
 
@@ -99,8 +110,8 @@ def test_a_retry_after_a_crash_between_launch_and_record_finds_the_instance(ec2,
 
 def test_relaunch_after_the_instance_is_terminated_uses_the_next_generations_token(ec2, desktop_request, bundle,
                                                                                     instance_id):
-    # moto accepts a reused token (real AWS would answer IdempotentParameterMismatch for changed parameters, or
-    # hand back the terminated instance): what it does show is the token each launch carried.
+    # What each launch's token was; that the same generation's token would hand the terminated instance back is
+    # shown against the stand-in that honours tokens (test_a_spent_token_hands_back_its_terminated_instance).
     ec2.terminate_instances(InstanceIds=[instance_id])
     assert ec2_ops.instance_state(ec2, instance_id) == "terminated"
     params = ec2_ops.run_instances_params(desktop_request, bundle, "linux", "us-east-1", USER_DATA, 1, ec2=ec2)
@@ -250,3 +261,182 @@ def test_disposing_of_an_instance_ec2_does_not_know_is_fine_and_an_unknown_actio
     with pytest.raises(ValueError, match="terminate, stop, keep"):
         ec2_ops.dispose_instance(ec2, instance_id, "hibernate")
     assert ec2_ops.instance_state(ec2, instance_id) == "running"
+
+
+# --- EC2 faults, through the product's client and the stand-in that answers as EC2 does (sandbox/aws) ---------------
+
+@pytest.fixture
+def aws_sandbox(moto_endpoint):
+    """moto behind the EC2 fault hook, in this process: the same EC2 state as ``moto_endpoint``; a new one per
+    test, so no test meets the client tokens another used."""
+    server = ThreadedAwsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def product_ec2(aws_sandbox, ec2, monkeypatch):
+    """The EC2 client the tasks build (``aws_client``), pointed at the stand-in; its faults cleared afterwards."""
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"region_name": "us-east-1", "endpoint_url": aws_sandbox.url}}))
+    yield ec2_ops.aws_client("ec2")
+    requests.delete(f"{aws_sandbox.url}/_sandbox/faults", timeout=5).raise_for_status()
+
+
+def ec2_fault(aws_sandbox, **rule) -> int:
+    """Add a fault rule; the call log's sequence number before it."""
+    calls = requests.get(f"{aws_sandbox.url}/_sandbox/calls", timeout=5).json()
+    requests.post(f"{aws_sandbox.url}/_sandbox/faults", json=rule, timeout=5).raise_for_status()
+    return calls[-1]["seq"] if calls else 0
+
+
+def launches_answered(aws_sandbox, since: int) -> list[tuple[int, bool]]:
+    calls = requests.get(f"{aws_sandbox.url}/_sandbox/calls", params={"action": "RunInstances", "since": since},
+                         timeout=5).json()
+    return [(call["status"], call["replayed"]) for call in calls]
+
+
+def test_the_products_aws_clients_bound_every_call_and_back_off_on_throttling(aws_sandbox, monkeypatch):
+    connection = {"conn_type": "aws", "login": "testing", "password": "testing",
+                  "extra": {"region_name": "us-east-1", "endpoint_url": aws_sandbox.url}}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    config = ec2_ops.aws_client("ec2").meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 30)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
+
+    connection["extra"]["config_kwargs"] = {"read_timeout": 90}  # the connection's own settings win
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    config = ec2_ops.aws_client("ec2").meta.config
+    assert (config.connect_timeout, config.read_timeout) == (5, 90)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
+
+
+def test_a_throttled_launch_is_retried_by_the_client_and_launches_once(aws_sandbox, product_ec2, params,
+                                                                       desktop_request):
+    since = ec2_fault(aws_sandbox, action="RunInstances", error="RequestLimitExceeded", times=2)
+    instance_id, launched = ec2_ops.launch_once(product_ec2, params, desktop_request.request_id)
+    assert launched
+    assert launches_answered(aws_sandbox, since) == [(503, False), (503, False), (200, False)]
+    assert [i["InstanceId"] for i in ec2_ops.request_instances(product_ec2, desktop_request.request_id)] == [
+        instance_id]
+
+
+def test_throttling_beyond_the_clients_attempts_fails_the_call_for_airflow_to_retry(aws_sandbox, product_ec2,
+                                                                                    params, desktop_request):
+    since = ec2_fault(aws_sandbox, action="RunInstances", error="RequestLimitExceeded", times=None)
+    with pytest.raises(ClientError, match="RequestLimitExceeded"):
+        ec2_ops.launch_once(product_ec2, params, desktop_request.request_id)
+    assert launches_answered(aws_sandbox, since) == [(503, False)] * 5
+    assert ec2_ops.request_instances(product_ec2, desktop_request.request_id) == []
+
+
+def test_no_capacity_fails_the_launch_in_plain_words_and_a_later_try_launches_under_the_same_token(
+        aws_sandbox, product_ec2, params, desktop_request):
+    since = ec2_fault(aws_sandbox, action="RunInstances", error="InsufficientInstanceCapacity", times=None)
+    with pytest.raises(ec2_ops.CapacityUnavailable) as refused:
+        ec2_ops.launch_once(product_ec2, params, desktop_request.request_id)
+    assert str(refused.value) == "AWS has no capacity for this desktop size right now; try again later"
+    assert f"sufficient {params['InstanceType']} capacity" in refused.value.operator_detail
+    assert launches_answered(aws_sandbox, since) == [(500, False)] * 5  # HTTP 500: the client retried it
+    assert ec2_ops.request_instances(product_ec2, desktop_request.request_id) == []
+
+    requests.delete(f"{aws_sandbox.url}/_sandbox/faults", timeout=5).raise_for_status()  # capacity is back
+    instance_id, launched = ec2_ops.launch_once(product_ec2, params, desktop_request.request_id)
+    [instance] = ec2_ops.request_instances(product_ec2, desktop_request.request_id)
+    assert launched and instance["InstanceId"] == instance_id and instance["ClientToken"] == params["ClientToken"]
+
+
+def test_a_launch_whose_answer_was_lost_is_retried_with_its_token_and_launches_once(aws_sandbox, product_ec2,
+                                                                                     params, desktop_request):
+    since = ec2_fault(aws_sandbox, action="RunInstances", lose_response=True)
+    instance_id, launched = ec2_ops.launch_once(product_ec2, params, desktop_request.request_id)
+    assert launches_answered(aws_sandbox, since) == [(200, False), (200, True)]  # launched, then handed back
+    assert [i["InstanceId"] for i in ec2_ops.request_instances(product_ec2, desktop_request.request_id)] == [
+        instance_id]
+
+
+def test_a_spent_token_hands_back_its_terminated_instance_so_a_relaunch_needs_the_next_generation(
+        product_ec2, params, desktop_request, bundle):
+    first, _ = ec2_ops.launch_once(product_ec2, params, desktop_request.request_id)
+    product_ec2.terminate_instances(InstanceIds=[first])
+    again, _ = ec2_ops.launch_once(product_ec2, params, desktop_request.request_id)
+    assert again == first and ec2_ops.instance_state(product_ec2, first) in ("shutting-down", "terminated")
+    assert ec2_ops.request_instances(product_ec2, desktop_request.request_id) == []
+
+    next_generation = ec2_ops.run_instances_params(desktop_request, bundle, "linux", "us-east-1", USER_DATA, 1,
+                                                   ec2=product_ec2)
+    second, launched = ec2_ops.launch_once(product_ec2, next_generation, desktop_request.request_id)
+    assert launched and second != first
+    assert [i["InstanceId"] for i in ec2_ops.request_instances(product_ec2, desktop_request.request_id)] == [second]
+
+
+def test_the_same_token_with_changed_parameters_is_refused_as_ec2_refuses_it(product_ec2, params,
+                                                                              desktop_request):
+    first, _ = ec2_ops.launch_once(product_ec2, params, desktop_request.request_id)
+    product_ec2.terminate_instances(InstanceIds=[first])
+    with pytest.raises(ClientError, match="IdempotentParameterMismatch"):
+        ec2_ops.launch_once(product_ec2, {**params, "InstanceType": "m5.large"}, desktop_request.request_id)
+
+
+# --- the launch step under EC2 faults (real PostgreSQL, the Jira sandbox, EC2 through the stand-in) ----------------
+
+STEP_RUN = Run("delivery-run-ec2")
+
+
+def claimed_request(conn, jira, ticket, field_config, catalog, ec2) -> DesktopRequest:
+    """An approved ticket's request, claimed by ``STEP_RUN`` as the steps before the launch leave it."""
+    key = jira.create_request(bundle="standard", user=ALICE)
+    jira.transition(key, "11")  # Approve
+    request = DesktopRequest.model_validate(provision.validate(ticket, key, field_config, conn, STEP_RUN))
+    # Each test's Jira sandbox numbers its tickets from 1, so an earlier test may have left this request's instance.
+    if leftovers := [i["InstanceId"] for i in ec2_ops.request_instances(ec2, request.request_id)]:
+        ec2.terminate_instances(InstanceIds=leftovers)
+    assert provision.dedupe(conn, request, STEP_RUN, "Approved")
+    assert provision.persist(conn, ticket, request, STEP_RUN, catalog, "Approved")
+    return request
+
+
+def test_the_launch_step_rides_out_throttling_and_records_its_one_instance(conn, jira, ticket, field_config,
+                                                                           aws_sandbox, product_ec2):
+    catalog = load_catalog(DEFAULT_CATALOG_PATH)
+    request = claimed_request(conn, jira, ticket, field_config, catalog, product_ec2)
+    ec2_fault(aws_sandbox, action="RunInstances", error="RequestLimitExceeded", times=2)
+    ec2_fault(aws_sandbox, action="DescribeInstances", error="RequestLimitExceeded", times=2)
+    instance_id = provision.launch(conn, product_ec2, request, STEP_RUN, catalog, "linux", USER_DATA, 600)
+    assert [i["InstanceId"] for i in ec2_ops.request_instances(product_ec2, request.request_id)] == [instance_id]
+    assert store.get_request(conn, request.issue_key)["instance_id"] == instance_id
+
+
+def test_the_launch_step_without_capacity_fails_after_its_tries_with_a_plain_comment_and_no_instance(
+        conn, jira, ticket, field_config, aws_sandbox, product_ec2):
+    catalog = load_catalog(DEFAULT_CATALOG_PATH)
+    request = claimed_request(conn, jira, ticket, field_config, catalog, product_ec2)
+    ec2_fault(aws_sandbox, action="RunInstances", error="InsufficientInstanceCapacity", times=None)
+    with pytest.raises(ec2_ops.CapacityUnavailable) as refused:
+        provision.launch(conn, product_ec2, request, STEP_RUN, catalog, "linux", USER_DATA, 600)
+    # The failure callback after the task's last retry.
+    provision.record_failure(conn, ticket, request.issue_key, STEP_RUN, Step.LAUNCH_INSTANCE, refused.value,
+                             f"{STEP_RUN.run_id}-4", ec2=product_ec2, catalog=catalog)
+
+    assert ticket.status(request.issue_key) == "Failed"
+    [comment] = our_comments(ticket, request.issue_key, f"failed-{Step.LAUNCH_INSTANCE}")
+    said = comment.split(COMMENT_MARKER_PREFIX)[0]
+    assert "Retry" in said and "AWS has no capacity for this desktop size right now" in said
+    assert not any(internal in said for internal in ("us-east-1", "InsufficientInstanceCapacity", "arn:", "http"))
+    assert ec2_ops.request_instances(product_ec2, request.request_id) == []
+    row = store.get_request(conn, request.issue_key)
+    assert row["state"] == "failed" and row["instance_id"] is None
+
+
+def test_no_capacity_to_start_a_stopped_instance_leaves_it_stopped_for_a_later_try(aws_sandbox, product_ec2,
+                                                                                    instance_id):
+    product_ec2.stop_instances(InstanceIds=[instance_id])
+    assert ec2_ops.instance_state(product_ec2, instance_id) == "stopped"
+    ec2_fault(aws_sandbox, action="StartInstances", error="InsufficientInstanceCapacity", times=None)
+    with pytest.raises(ec2_ops.CapacityUnavailable) as refused:
+        ec2_ops.ensure_running(product_ec2, instance_id)
+    assert refused.value.operator_detail.startswith(instance_id)
+    assert ec2_ops.instance_state(product_ec2, instance_id) == "stopped"
+    requests.delete(f"{aws_sandbox.url}/_sandbox/faults", timeout=5).raise_for_status()
+    assert ec2_ops.ensure_running(product_ec2, instance_id) == "started"

@@ -66,3 +66,41 @@ def test_the_broker_client_gives_up_on_a_long_retry_after_as_well(leostream):
     assert time.monotonic() - started < 10
     assert refused.value.status_code == 429
     assert fault_hits(leostream.url) == [1]
+
+
+# --- retrying until a deadline (a caller no retry follows: the failure report) ---------------------------------
+def _down(base_url: str, seconds: float) -> None:
+    requests.post(f"{base_url}/_sandbox/outage", json={"seconds": seconds}, timeout=5).raise_for_status()
+
+
+def _session(base_url: str, **policy) -> requests.Session:
+    from vdi.http_retry import mount_retries, retry_policy
+
+    return mount_retries(requests.Session(), base_url, retry_policy(**policy))
+
+
+def test_retrying_for_seconds_outlasts_an_outage_that_a_count_of_attempts_gives_up_on(jira):
+    _down(jira.url, 3)
+    with pytest.raises(requests.ConnectionError):
+        _session(jira.url, attempts=2, backoff_s=0.1).get(f"{jira.url}/rest/api/2/serverInfo", timeout=5)
+    answer = _session(jira.url, attempts=2, backoff_s=0.1, retry_for_s=20).get(f"{jira.url}/rest/api/2/serverInfo",
+                                                                                timeout=5)
+    assert answer.ok
+
+
+@pytest.mark.timeout(60)
+def test_retrying_for_seconds_ends_at_the_deadline_and_no_wait_runs_past_it(jira):
+    _down(jira.url, 600)
+    session = _session(jira.url, retry_for_s=3)
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError):
+        session.get(f"{jira.url}/rest/api/2/serverInfo", timeout=5)
+    assert 2.5 <= time.monotonic() - started < 5
+    jira.app.extensions["sandbox_listener"].end_outage()
+
+
+def test_a_429_is_waited_for_only_until_the_deadline(jira):
+    add_fault(jira.url, method="GET", path="/rest/api/2/serverInfo", status=429, retry_after=30, times=None)
+    started = time.monotonic()
+    answer = _session(jira.url, retry_for_s=2).get(f"{jira.url}/rest/api/2/serverInfo", timeout=5)
+    assert answer.status_code == 429 and time.monotonic() - started < 5

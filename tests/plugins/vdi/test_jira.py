@@ -5,9 +5,12 @@ Jira's OpenAPI document."""
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
 import requests
 
+from tests.conftest import wait_until
 from tests.sandbox.jira.conftest import ALICE, API_TOKEN, API_USER, DANA, jira, jira_spec  # noqa: F401
 from tests.sandbox.jira.test_atlassian_client import TRANSITION_ID_AS_INT
 
@@ -79,3 +82,112 @@ def test_tls_verification_comes_from_the_connections_verify_extra(monkeypatch):
     assert JiraTicket.from_connection().client.session.verify is False
     set_connection(monkeypatch, "https://studio.atlassian.net", login=API_USER, password=API_TOKEN)
     assert JiraTicket.from_connection().client.session.verify is True
+
+
+# --- Jira refusing writes, Jira down ----------------------------------------------------------------------------
+def go_down(jira, seconds: float) -> None:
+    """The sandbox's port refuses connections for ``seconds`` (``sandbox.server.Listener``)."""
+    requests.post(f"{jira.url}/_sandbox/outage", json={"seconds": seconds}, timeout=5).raise_for_status()
+
+
+def statuses(jira, method: str, path: str) -> list[int]:
+    calls = requests.get(f"{jira.url}/_sandbox/calls", params={"method": method, "path": path}, timeout=5).json()
+    return [call["status"] for call in calls]
+
+
+def test_writes_refused_with_429_for_a_window_wait_out_its_retry_after_and_land_once(jira, monkeypatch):
+    from vdi.jira import JiraTicket
+
+    set_connection(monkeypatch, jira.url, login=API_USER, password=API_TOKEN)
+    ticket = JiraTicket.from_connection()
+    key = jira.create_request(user=ALICE)
+    for method in ("POST", "PUT"):  # every write, as Jira's per-issue write limit does
+        requests.post(f"{jira.url}/_sandbox/faults", timeout=5, json={
+            "method": method, "path": "/rest/api/*/issue/*", "status": 429, "retry_after": "window",
+            "for_s": 3, "times": None}).raise_for_status()
+    started = time.monotonic()
+    assert ticket.comment_once(key, "vdi-studios ref: in_progress/r1", "On its way.") is True
+    assert time.monotonic() - started >= 2  # the Retry-After was waited for, not hammered
+    assert ticket.transition_to(key, "Approved") is True
+    assert statuses(jira, "POST", f"/rest/api/2/issue/{key}/comment") == [429, 201]
+    assert statuses(jira, "POST", f"/rest/api/2/issue/{key}/transitions") == [204]
+    assert len(ticket.comments(key)) == 1
+
+
+def test_a_jira_refusing_connections_for_seconds_is_sat_out_by_the_shared_retries(jira, monkeypatch):
+    from vdi.jira import JiraTicket
+
+    set_connection(monkeypatch, jira.url, login=API_USER, password=API_TOKEN)
+    ticket = JiraTicket.from_connection()
+    key = jira.create_request(user=ALICE)
+    go_down(jira, 2)
+    started = time.monotonic()
+    assert ticket.comment_once(key, "vdi-studios ref: in_progress/r1", "On its way.") is True
+    assert time.monotonic() - started >= 1.5
+    assert len(ticket.comments(key)) == 1
+
+
+def _failed_in_progress_request(jira, app_database_url, ticket, key):
+    """A request claimed by a webhook run and In Progress, as the failure callback finds it."""
+    import psycopg
+
+    from vdi import provision
+    from vdi.catalog import load_catalog
+    from vdi.request import DesktopRequest, JiraFieldConfig
+    from vdi.states import Run
+
+    run = Run("delivery-run-1")
+    jira.transition(key, "11")
+    conn = psycopg.connect(app_database_url, autocommit=True)
+    request = DesktopRequest.model_validate(provision.validate(ticket, key, JiraFieldConfig.from_env({}), conn, run))
+    assert provision.persist(conn, ticket, request, run, load_catalog(), "Approved")
+    provision.mark_in_progress(conn, ticket, request, run, "linux")
+    return conn, run
+
+
+def test_a_failure_reported_while_jira_is_down_moves_the_ticket_and_comments_once_when_it_is_back(
+        jira, app_database_url, monkeypatch):
+    from vdi import provision
+    from vdi.jira import JiraTicket
+    from vdi.steps import Step
+    from vdi.store import requests as store
+
+    set_connection(monkeypatch, jira.url, login=API_USER, password=API_TOKEN)
+    monkeypatch.setenv("VDI_FAILURE_REPORT_WAIT_S", "30")
+    ticket = JiraTicket.from_connection()
+    key = jira.create_request(bundle="standard", user=ALICE)
+    conn, run = _failed_in_progress_request(jira, app_database_url, ticket, key)
+    with conn:
+        go_down(jira, 4)
+        started = time.monotonic()
+        provision.record_failure(conn, JiraTicket.for_failure_report(), key, run, Step.REGISTER_DESKTOP,
+                                 requests.ConnectionError("broker unreachable"), f"{run.run_id}-4")
+        assert time.monotonic() - started >= 3
+        row = store.get_request(conn, key)
+    assert (row["state"], row["detail"]["failure"]["ticket_failed"]) == ("failed", True)
+    assert ticket.status(key) == "Failed"
+    failures = [c["body"] for c in ticket.comments(key) if "vdi-studios ref: failed-" in c["body"]]
+    assert len(failures) == 1 and "could not be reached" in failures[0]
+
+
+def test_a_failure_report_gives_jira_up_at_its_wait_and_leaves_no_half_written_comment(
+        jira, app_database_url, monkeypatch):
+    from vdi import provision
+    from vdi.jira import JiraTicket
+    from vdi.steps import Step
+
+    set_connection(monkeypatch, jira.url, login=API_USER, password=API_TOKEN)
+    monkeypatch.setenv("VDI_FAILURE_REPORT_WAIT_S", "2")
+    ticket = JiraTicket.from_connection()
+    key = jira.create_request(bundle="standard", user=ALICE)
+    conn, run = _failed_in_progress_request(jira, app_database_url, ticket, key)
+    with conn:
+        go_down(jira, 600)
+        started = time.monotonic()
+        with pytest.raises(requests.ConnectionError):
+            provision.record_failure(conn, JiraTicket.for_failure_report(), key, run, Step.REGISTER_DESKTOP,
+                                     TimeoutError(), f"{run.run_id}-4")
+        assert time.monotonic() - started < 10
+    jira.app.extensions["sandbox_listener"].end_outage()
+    wait_until(lambda: ticket.status(key) == "In Progress", 10, "Jira to answer again")
+    assert not [c for c in ticket.comments(key) if "vdi-studios ref: failed-" in c["body"]]

@@ -315,3 +315,33 @@ def test_a_user_the_platform_team_gave_the_policy_is_offered_the_desktop(leostre
     assert registration.policy_id == policy["id"]
     assert [a["pool_id"] for a in broker.pool_assignments(policy["id"])] == [registration.pool_id]
     assert holder_line("carol@studio.example") == "vdi-studios holder: carol@studio.example"
+
+
+# --- the broker unavailable, a session expiring mid-run ---------------------------------------------------------
+def test_a_session_expiring_mid_registration_is_renewed_by_one_login_and_nothing_is_made_twice(leostream, broker):
+    requests.delete(f"{leostream.url}/_sandbox/calls", timeout=5)
+    add_fault(leostream, method="POST", path=f"{API}/pools", expire_session=True)
+    registration = register(broker, "VDI-21", "alice")
+    trail = [(c["method"], c["path"], c["status"]) for c in calls(leostream)]
+    refused = trail.index(("POST", f"{API}/pools", 401))
+    assert trail[refused + 1:refused + 3] == [("POST", f"{API}/session/login", 200), ("POST", f"{API}/pools", 201)]
+    assert [p["id"] for p in broker.pools() if p["name"] == "vdi-VDI-21"] == [registration.pool_id]
+    assert [a["pool_id"] for a in broker.pool_assignments(registration.policy_id)] == [registration.pool_id]
+
+
+def test_a_session_expiring_again_right_after_its_renewal_fails_the_call_instead_of_logging_in_again(leostream, broker):
+    from vdi.leostream import LeostreamError
+
+    add_fault(leostream, method="GET", path=f"{API}/pools", expire_session=True, times=2)
+    with pytest.raises(LeostreamError, match="HTTP 401 UNAUTHORIZED"):
+        broker.pools()
+    assert [p["name"] for p in broker.pools()] == ["All Desktops"]
+
+
+def test_a_broker_answering_503_for_seconds_is_sat_out_by_the_shared_retries(leostream, broker):
+    add_fault(leostream, path=f"{API}/*", status=503, times=None, for_s=2)
+    requests.delete(f"{leostream.url}/_sandbox/calls", timeout=5)
+    registration = register(broker, "VDI-22", "bob")
+    answered = [call["status"] for call in calls(leostream)]
+    assert 503 in answered and answered[-1] in (200, 202)
+    assert [p["id"] for p in broker.pools() if p["name"] == "vdi-VDI-22"] == [registration.pool_id]

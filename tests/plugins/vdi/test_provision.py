@@ -765,17 +765,40 @@ def test_a_deferred_wait_hands_a_failed_first_boot_back_to_the_worker_with_its_c
     request = claimed(conn, ticket, key, catalog, field_config)
     instance_id = launched(conn, ec2, request, catalog)
 
-    [event] = trigger_events(wait_trigger(Step.WAIT_BOOTSTRAP, request, instance_id=instance_id))
+    [event] = trigger_events(wait_trigger(Step.WAIT_INSTANCE_RUNNING, request, instance_id=instance_id,
+                                          then=[Step.WAIT_BOOTSTRAP.value]))
     assert not isinstance(event, BaseTaskEndEvent)  # resumed in a worker, where the failure takes its usual path
-    assert event.payload == {"error": "BootstrapFailed: it failed (the DCV server package could not be installed)"}
+    assert event.payload == {"error": "BootstrapFailed: it failed (the DCV server package could not be installed)",
+                             "step": Step.WAIT_BOOTSTRAP}
 
     from vdi.waits import StepWait
 
-    wait = StepWait(step=Step.WAIT_BOOTSTRAP, request=request.model_dump(mode="json"), instance_id=instance_id,
-                    poke_interval_s=0.2, wait_timeout_s=60)
+    wait = StepWait(step=Step.WAIT_INSTANCE_RUNNING, request=request.model_dump(mode="json"),
+                    instance_id=instance_id, poke_interval_s=0.2, wait_timeout_s=60)
     context = {"ti": None, "run_id": WEBHOOK_RUN.run_id, "params": {"delivery_id": "d-1", "force": False}}
-    with pytest.raises(AirflowFailException, match="the DCV server package could not be installed"):
+    with pytest.raises(AirflowFailException, match="the DCV server package could not be installed") as failed:
         wait.execute_complete(context, event.payload)  # no retry: the failure callback reports it
+    assert failed.value.failed_step == Step.WAIT_BOOTSTRAP  # recorded at the first boot, not at the task's id
+
+
+def test_a_wait_phase_not_over_within_its_bound_hands_back_to_the_worker_which_fails_it_at_that_step(
+        conn, jira, ticket, ec2, catalog, leostream, field_config, wait_trigger):
+    from vdi.waits import StepWait
+
+    key = approved_ticket(jira)
+    first_boot(leostream, key, "never")
+    request = claimed(conn, ticket, key, catalog, field_config)
+    instance_id = launched(conn, ec2, request, catalog)
+
+    [event] = trigger_events(wait_trigger(Step.WAIT_INSTANCE_RUNNING, request, instance_id=instance_id,
+                                          then=[Step.WAIT_BOOTSTRAP.value], phase_timeout_s=1))
+    assert event.payload == {"error": "not over after 1 s", "step": Step.WAIT_BOOTSTRAP}
+    wait = StepWait(step=Step.WAIT_INSTANCE_RUNNING, request=request.model_dump(mode="json"),
+                    instance_id=instance_id, poke_interval_s=0.2, wait_timeout_s=1)
+    context = {"ti": None, "run_id": WEBHOOK_RUN.run_id, "params": {"delivery_id": "d-1", "force": False}}
+    with pytest.raises(RuntimeError, match="wait_bootstrap stopped: not over after 1 s") as failed:
+        wait.execute_complete(context, event.payload)
+    assert failed.value.failed_step == Step.WAIT_BOOTSTRAP
 
 
 def test_deferred_waits_follow_the_desktop_through_the_broker_up_to_its_agent_running(
@@ -785,14 +808,39 @@ def test_deferred_waits_follow_the_desktop_through_the_broker_up_to_its_agent_ru
     key = approved_ticket(jira)
     request = claimed(conn, ticket, key, catalog, field_config)
     instance_id = launched(conn, ec2, request, catalog)
-    for step in (Step.WAIT_INSTANCE_RUNNING, Step.WAIT_BOOTSTRAP):
-        [event] = trigger_events(wait_trigger(step, request, instance_id=instance_id))
-        assert isinstance(event, TaskSuccessEvent), step
+    # One trigger per wait task, through both of its phases.
+    [event] = trigger_events(wait_trigger(Step.WAIT_INSTANCE_RUNNING, request, instance_id=instance_id,
+                                          then=[Step.WAIT_BOOTSTRAP.value]))
+    assert isinstance(event, TaskSuccessEvent)
     registration = provision.register(conn, broker, request, WEBHOOK_RUN, catalog, instance_id)
-    for step in (Step.WAIT_DESKTOP_IN_POOL, Step.WAIT_AGENT_RUNNING):
-        [event] = trigger_events(wait_trigger(step, request, registration=registration))
-        assert isinstance(event, TaskSuccessEvent), step
+    [event] = trigger_events(wait_trigger(Step.WAIT_DESKTOP_IN_POOL, request, registration=registration,
+                                          then=[Step.WAIT_AGENT_RUNNING.value]))
+    assert isinstance(event, TaskSuccessEvent)
     assert broker.pool(registration["pool_id"])["pool_stats"]["total_agent_running"] >= 1
+    steps = [(e["step"], e["outcome"]) for e in store.events(conn, request.request_id)]
+    assert (Step.WAIT_BOOTSTRAP, "done") in steps and (Step.WAIT_AGENT_RUNNING, "done") in steps
+
+
+def test_a_wait_that_checks_first_ends_in_its_task_without_a_trigger_when_the_desktop_is_already_there(
+        conn, jira, ticket, ec2, catalog, broker, leostream, field_config, wait_trigger):
+    from vdi.waits import StepWait
+
+    key = approved_ticket(jira)
+    request = claimed(conn, ticket, key, catalog, field_config)
+    instance_id = launched(conn, ec2, request, catalog)
+    booted(conn, ec2, request, instance_id)
+    registration = provision.register(conn, broker, request, WEBHOOK_RUN, catalog, instance_id)
+    wait_until(lambda: provision.desktop_discovered(conn, broker, request, WEBHOOK_RUN, registration),
+               message="discovery")
+    wait_until(lambda: broker.pool(registration["pool_id"])["pool_stats"].get("total_agent_running"),
+               message="the agent")
+
+    wait = StepWait(step=Step.WAIT_DESKTOP_IN_POOL, request=request.model_dump(mode="json"),
+                    registration=registration, poke_interval_s=0.2, wait_timeout_s=60, check_first=True)
+    context = {"ti": None, "run_id": WEBHOOK_RUN.run_id, "params": {"delivery_id": "d-1", "force": False}}
+    assert wait.execute(context) is None  # no TaskDeferred: both phases were over at the first check
+    steps = [(e["step"], e["outcome"]) for e in store.events(conn, request.request_id)]
+    assert steps.count((Step.WAIT_AGENT_RUNNING, "done")) == 1
 
 
 def test_a_deferred_wait_of_a_run_that_lost_its_request_hands_back_to_the_worker_which_skips(

@@ -1,6 +1,6 @@
-"""``vdi reconcile`` over Airflow's REST API v2, against a small fake of the documented endpoints it calls
-(``/auth/token``, the DAG, its runs, a task's XCom entry) served over real HTTP. The real DAG and API server are
-the end-to-end suite's."""
+"""``vdi reconcile`` and its Airflow client (``vdi.cli.airflow_api``) over Airflow's REST API v2, against a small
+fake of the documented endpoints they call (``/auth/token``, the DAG, its runs page by page, a task's XCom entry,
+the health check) served over real HTTP. The real DAG and API server are the end-to-end suite's."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from flask import Flask, jsonify, request
 
 from tests.sandbox.servers import serving
+from vdi.cli.airflow_api import AirflowApi, AirflowError
 
 PASSWORD = "airflow-pw-never-shown"
 REPORT = {"dry_run": True, "deliveries": {"redispatched": 1, "dead_lettered": 0}, "lost_webhooks": {"found": 0},
@@ -27,6 +28,11 @@ class FakeAirflow:
     triggered: list[dict] = field(default_factory=list)
     # The native XCom answer gives what the column holds: the document, or its JSON text (XCom.serialize_value).
     report_as_text: bool = False
+    token: str = "token-1"  # the only token Airflow accepts now (a restarted Airflow signs with a new key)
+    tokens_issued: int = 0
+    runs: list[dict] = field(default_factory=list)  # what the list of runs holds
+    health: dict = field(default_factory=lambda: {"metadatabase": {"status": "healthy"},
+                                                  "scheduler": {"status": "healthy"}})
 
     def app(self) -> Flask:
         app = Flask("fake-airflow")
@@ -36,13 +42,30 @@ class FakeAirflow:
             body = request.get_json()
             if body != {"username": "vdi", "password": PASSWORD}:
                 return jsonify({"detail": "Invalid credentials"}), 401
-            return jsonify({"access_token": "token-1"}), 201
+            self.tokens_issued += 1
+            return jsonify({"access_token": self.token}), 201
 
         @app.before_request
         def bearer():
-            if request.path.startswith("/api/") and request.headers.get("Authorization") != "Bearer token-1":
+            if request.path == "/api/v2/monitor/health":  # needs no token
+                return None
+            if request.path.startswith("/api/") and request.headers.get("Authorization") != f"Bearer {self.token}":
                 return jsonify({"detail": "Not authenticated"}), 401
             return None
+
+        @app.get("/api/v2/monitor/health")
+        def health():
+            return jsonify(self.health)
+
+        @app.get("/api/v2/dags/<dag_id>/dagRuns")
+        def runs(dag_id):
+            # Keyset pages as Airflow gives them with ``cursor``: at most 100 (maximum_page_limit), by id.
+            limit = min(int(request.args.get("limit", 50)), 100)
+            after = int(request.args["cursor"] or 0)
+            page = [run for run in self.runs if run["id"] > after][:limit]
+            more = any(run["id"] > page[-1]["id"] for run in self.runs) if page else False
+            return jsonify({"dag_runs": page, "total_entries": len(self.runs),
+                            "next_cursor": str(page[-1]["id"]) if more else None})
 
         @app.get("/api/v2/dags/<dag_id>")
         def dag(dag_id):
@@ -53,7 +76,9 @@ class FakeAirflow:
         @app.post("/api/v2/dags/<dag_id>/dagRuns")
         def trigger(dag_id):
             self.triggered.append(request.get_json())
-            return jsonify({"dag_run_id": request.get_json()["dag_run_id"], "state": "queued"})
+            # Without a run id Airflow names the run after its kind and time.
+            run_id = request.get_json().get("dag_run_id") or f"manual__2026-12-01T00:00:0{len(self.triggered)}+00:00"
+            return jsonify({"dag_run_id": run_id, "state": "queued"})
 
         @app.get("/api/v2/dags/<dag_id>/dagRuns/<run_id>")
         def run(dag_id, run_id):
@@ -142,3 +167,54 @@ def test_refused_credentials_exit_1_without_showing_them(vdi, airflow):
 
     assert (result.code, result.err) == (1, "vdi: Airflow refused the credentials of vdi (HTTP 401)\n")
     assert airflow.triggered == []
+
+
+@pytest.fixture
+def client(airflow):
+    api = AirflowApi(airflow.url, "vdi", PASSWORD, timeout_s=5)
+    yield api
+    api.close()
+
+
+def test_a_token_airflow_no_longer_accepts_is_fetched_again_once(airflow, client):
+    assert client.dag_exists("vdi_reconcile")
+    airflow.token = "token-2"
+
+    assert client.get("/dags/vdi_reconcile")["dag_id"] == "vdi_reconcile"
+    assert airflow.tokens_issued == 2
+
+
+def test_an_http_error_carries_airflows_status_and_detail(client):
+    with pytest.raises(AirflowError) as refused:
+        client.get("/dags/vdi_unknown")
+
+    assert refused.value.status == 404
+    assert "HTTP 404" in str(refused.value) and "was not found" in str(refused.value)
+    assert client.dag_exists("vdi_unknown") is False
+
+
+def test_trigger_returns_the_run_id_and_sends_no_run_id_unless_given(airflow, client):
+    assert client.trigger("vdi_reconcile", {"dry_run": True}, "run-1") == "run-1"
+    assert client.trigger("vdi_reconcile", {"dry_run": True}).startswith("manual__")
+
+    assert airflow.triggered[0] == {"dag_run_id": "run-1", "logical_date": None, "conf": {"dry_run": True}}
+    assert "dag_run_id" not in airflow.triggered[1]
+
+
+def test_dag_runs_reads_every_page_and_runs_by_delivery_groups_them(airflow, client):
+    airflow.runs = [{"id": n, "dag_run_id": f"run-{n}", "conf": {"delivery_id": f"d-{n % 120}"}}
+                    for n in range(1, 251)]
+
+    runs = client.dag_runs("vdi_provision")
+    by_delivery = client.runs_by_delivery("vdi_provision")
+
+    assert [run["dag_run_id"] for run in runs] == [f"run-{n}" for n in range(1, 251)]
+    assert by_delivery["d-5"] == ["run-5", "run-125", "run-245"]
+    assert len(by_delivery) == 120
+
+
+def test_healthy_only_when_every_component_is_and_airflow_answers(airflow, client):
+    assert client.healthy() is True
+    airflow.health["scheduler"]["status"] = "unhealthy"
+    assert client.healthy() is False
+    assert AirflowApi("http://127.0.0.1:9", "vdi", PASSWORD, timeout_s=2).healthy() is False
