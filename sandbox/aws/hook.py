@@ -5,12 +5,13 @@ Driven over the same kind of test-only API as the Jira and Leostream sandboxes (
 matched on the EC2 Query API's ``Action`` instead of a path:
 
 - ``POST /_sandbox/faults`` adds a rule (or a list of rules) ``{"action": "RunInstances", "error":
-  "InsufficientInstanceCapacity", "status": 500, "message": "...", "latency_ms": 0, "lose_response": false,
-  "times": 1}``. ``action`` is an fnmatch pattern over the action; ``times`` defaults to 1 (``null``: every
-  matching call). A matching call first waits ``latency_ms``, then either gets ``error`` answered in EC2's error
-  XML with the code's HTTP status (``EC2_ERRORS``; ``status`` overrides it, and is required for other codes), or,
-  with ``lose_response``, is handled by moto and then left unanswered: the connection closes, as when a response is
-  lost on the way (what ``ClientToken`` is for).
+  "InsufficientInstanceCapacity", "status": 500, "message": "...", "latency_ms": 0, "hold_ms": 0,
+  "lose_response": false, "times": 1}``. ``action`` is an fnmatch pattern over the action; ``times`` defaults to 1
+  (``null``: every matching call). A matching call first waits ``latency_ms``, then either gets ``error`` answered
+  in EC2's error XML with the code's HTTP status (``EC2_ERRORS``; ``status`` overrides it, and is required for
+  other codes), or is handled by moto and its answer held back ``hold_ms`` (the call has taken effect; the caller
+  has not heard), then, with ``lose_response``, left unanswered: the connection closes, as when a response is lost
+  on the way (what ``ClientToken`` is for).
 - ``GET /_sandbox/faults`` lists the rules with their hit counts; ``DELETE /_sandbox/faults`` removes them all.
 - ``GET /_sandbox/calls?action=&since=`` lists the EC2 calls served (action, status, fault, client token: never a
   parameter's value otherwise); ``DELETE /_sandbox/calls`` empties the log.
@@ -73,6 +74,7 @@ class Ec2Fault:
     status: int | None = None
     message: str | None = None
     latency_ms: int = 0
+    hold_ms: int = 0
     lose_response: bool = False
     times: int | None = 1
     hits: int = 0
@@ -96,7 +98,8 @@ class Ec2Call:
 def parse_fault(spec: Any, fault_id: int) -> Ec2Fault:
     if not isinstance(spec, dict):
         raise FaultSpecError("a fault is a JSON object")
-    unknown = set(spec) - {"action", "error", "status", "message", "latency_ms", "lose_response", "times"}
+    unknown = set(spec) - {"action", "error", "status", "message", "latency_ms", "hold_ms", "lose_response",
+                      "times"}
     if unknown:
         raise FaultSpecError(f"unknown fault fields: {', '.join(sorted(unknown))}")
     action = spec.get("action")
@@ -113,20 +116,21 @@ def parse_fault(spec: Any, fault_id: int) -> Ec2Fault:
     message = spec.get("message")
     if message is not None and not isinstance(message, str):
         raise FaultSpecError("'message' must be a string")
-    latency_ms = spec.get("latency_ms", 0)
-    if not isinstance(latency_ms, int) or not 0 <= latency_ms <= 120_000:
-        raise FaultSpecError("'latency_ms' must be between 0 and 120000")
+    latency_ms, hold_ms = spec.get("latency_ms", 0), spec.get("hold_ms", 0)
+    for name, value in (("latency_ms", latency_ms), ("hold_ms", hold_ms)):
+        if not isinstance(value, int) or not 0 <= value <= 120_000:
+            raise FaultSpecError(f"'{name}' must be between 0 and 120000")
     lose_response = spec.get("lose_response", False)
     if not isinstance(lose_response, bool):
         raise FaultSpecError("'lose_response' must be true or false")
-    if error is not None and lose_response:
-        raise FaultSpecError("a fault has an 'error' or 'lose_response', not both")
+    if error is not None and (lose_response or hold_ms):
+        raise FaultSpecError("a fault with an 'error' is not handled by moto: no 'lose_response' or 'hold_ms'")
     times = spec.get("times", 1)
     if times is not None and (not isinstance(times, int) or times < 1):
         raise FaultSpecError("'times' must be a positive count or null")
-    if error is None and not lose_response and not latency_ms:
-        raise FaultSpecError("a fault needs an 'error', 'lose_response' or 'latency_ms'")
-    return Ec2Fault(fault_id, action, error, status, message, latency_ms, lose_response, times)
+    if error is None and not lose_response and not latency_ms and not hold_ms:
+        raise FaultSpecError("a fault needs an 'error', 'lose_response', 'latency_ms' or 'hold_ms'")
+    return Ec2Fault(fault_id, action, error, status, message, latency_ms, hold_ms, lose_response, times)
 
 
 def error_xml(code: str, message: str) -> bytes:
@@ -235,6 +239,8 @@ class Ec2Hook:
         else:
             status, headers, body, replayed = *_call_app(self.app, environ), False
         self._record(status=int(status.split(" ", 1)[0]), replayed=replayed, **log)
+        if fault is not None and fault.hold_ms:
+            time.sleep(fault.hold_ms / 1000)
         if fault is not None and fault.lose_response:
             return _lose_response(environ, start_response)
         start_response(status, headers)

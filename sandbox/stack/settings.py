@@ -80,6 +80,9 @@ _SYSTEM_KEYS = {
 MAX_CELERY_WORKERS = 8
 # Task slots of the local stack: 2 cores, where Airflow's default 32 would fork 32 LocalExecutor workers.
 LOCAL_PARALLELISM = 8
+# Seconds a task process may go on after its final state (Airflow's [core] task_success_overtime, default 20):
+# a failure callback's Jira report may take VDI_FAILURE_REPORT_WAIT_S (default 300), plus its other calls.
+TASK_OVERTIME_S = 400
 
 
 def real_systems(environ: Mapping[str, str]) -> dict[str, str]:
@@ -321,8 +324,10 @@ class StackSettings:
                 "AWS_DEFAULT_REGION": "us-east-1",
             })
         if self.all_sandboxed:
-            # Local sandboxes answer at once: poll and retry sooner than against the real services.
-            sandbox_only.update({"VDI_POKE_INTERVAL_S": "3", "VDI_RETRY_DELAY_S": "5", "VDI_TASK_RETRIES": "2"})
+            # Local sandboxes answer at once: poll and retry sooner than against the real services, and give a
+            # failure report a minute of a Jira that refuses (a test's fault) rather than five.
+            sandbox_only.update({"VDI_POKE_INTERVAL_S": "3", "VDI_RETRY_DELAY_S": "5", "VDI_TASK_RETRIES": "2",
+                                 "VDI_FAILURE_REPORT_WAIT_S": "60"})
         celery = {}
         if self.uses_celery:
             celery = {
@@ -355,6 +360,9 @@ class StackSettings:
             # A task process rides out an API server restart (tests/faults) instead of spending its try: 10
             # retries of the execution API with Airflow's randomised 1-90 s backoff, against its default 5.
             "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
+            # A failure callback may wait VDI_FAILURE_REPORT_WAIT_S (300 s by default) for Jira to come back;
+            # Airflow kills a task process 20 s after its final state by default, and the task is tried again.
+            "AIRFLOW__CORE__TASK_SUCCESS_OVERTIME": str(TASK_OVERTIME_S),
             "VDI_LOCAL_DIR": str(self.local_dir),
             **sandbox_only,
             **celery,

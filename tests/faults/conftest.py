@@ -42,11 +42,11 @@ TERMINAL_STATUSES = ("Ready", "Failed", "Rejected")
 LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 # What a requester must never read on a ticket.
 INTERNAL = re.compile(r"https?://|arn:aws|\b\d{1,3}(\.\d{1,3}){3}\b|Traceback|\bi-[0-9a-f]{8,}\b")
-SANDBOX_URL_KEYS = {"jira": "JIRA_URL", "leostream": "LEOSTREAM_URL"}
-# The local stack retries sooner and fewer times than the product (sandbox/stack/settings.py); the fault stack
-# takes the product's own defaults back.
+SANDBOX_URL_KEYS = {"jira": "JIRA_URL", "leostream": "LEOSTREAM_URL", "aws": "AWS_ENDPOINT_URL"}
+# The local stack retries sooner and fewer times, and reports a failure with less patience, than the product
+# (sandbox/stack/settings.py); the fault stack takes the product's own defaults back.
 PRODUCT_RETRIES = {setting.variable: setting.default for setting in SETTINGS
-                   if setting.variable in ("VDI_TASK_RETRIES", "VDI_RETRY_DELAY_S")}
+                   if setting.variable in ("VDI_TASK_RETRIES", "VDI_RETRY_DELAY_S", "VDI_FAILURE_REPORT_WAIT_S")}
 
 
 def pytest_configure(config):
@@ -92,7 +92,7 @@ class FaultStack:
         approve_at_once(self.jira, keys)
 
     def add_fault(self, system: str, **rule) -> dict:
-        """A fault rule on a sandbox (``jira`` or ``leostream``): see sandbox/faults.py."""
+        """A fault rule on a sandbox (``jira``, ``leostream``: sandbox/faults.py; ``aws``: sandbox/aws/hook.py)."""
         response = requests.post(f"{self.env[SANDBOX_URL_KEYS[system]]}/_sandbox/faults", json=rule, timeout=10)
         response.raise_for_status()
         return response.json()

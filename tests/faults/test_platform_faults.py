@@ -85,8 +85,13 @@ def _kill_task_mid_step(stack: FaultStack, key: str, task_id: str, in_the_middle
     for victim in victims:
         victim.kill()
     # Airflow notices the lost process and retries the task (the second try is what the fault is about).
-    wait_until(lambda: (_task_instance(stack, run_id, task_id) or {}).get("try_number", 1) >= 2, 600,
-               f"a second try of {task_id} ({key})", interval_s=1)
+    try:
+        wait_until(lambda: (_task_instance(stack, run_id, task_id) or {}).get("try_number", 1) >= 2, 600,
+                   f"a second try of {task_id} ({key})", interval_s=1)
+    except AssertionError as timed_out:
+        last = _task_instance(stack, run_id, task_id) or {}
+        raise AssertionError(f"{timed_out}; the task instance is {last.get('state')} at try "
+                             f"{last.get('try_number')}") from None
 
 
 def _hold(duration_s: float, check: Callable[[], None], interval_s: float = 2) -> None:
@@ -167,8 +172,14 @@ def test_task_process_killed_during_the_ec2_launch_leaves_one_instance(fault_sta
         reservations = ec2.describe_instances(Filters=[{"Name": "tag:vdi:issue", "Values": [keys[0]]}])
         return bool(reservations["Reservations"])
 
-    stack.approve(keys)
-    _kill_task_mid_step(stack, keys[0], "launch_instance", launched)
+    # The launch's answer is held back: the task is killed with the instance launched and not yet recorded.
+    stack.add_fault("aws", action="RunInstances", hold_ms=8000, times=1)
+    try:
+        stack.approve(keys[:1])
+        _kill_task_mid_step(stack, keys[0], "launch_instance", launched)
+    finally:
+        stack.clear_faults("aws")
+    stack.approve(keys[1:])
     assert assert_settled(stack, keys, deadline_s=600) == {key: "ready" for key in keys}
     # The killed try had launched the instance: the next try found it by its tags instead of launching another.
     with stack.database() as conn:

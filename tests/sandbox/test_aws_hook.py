@@ -15,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from sandbox.aws.server import ThreadedAwsServer
+from tests.conftest import wait_until
 
 TAG = "vdi:test-token"
 
@@ -136,6 +137,8 @@ def test_faults_leave_other_aws_services_alone(aws):
     {"action": "RunInstances", "error": "InternalError", "status": 200},
     {"action": "RunInstances"},  # nothing to do
     {"action": "RunInstances", "error": "InternalError", "lose_response": True},
+    {"action": "RunInstances", "error": "InternalError", "hold_ms": 100},  # an error is not handled by moto
+    {"action": "RunInstances", "hold_ms": 120_001},
     {"action": "RunInstances", "error": "InternalError", "times": 0},
     {"action": "RunInstances", "error": "InternalError", "path": "/"},
 ])
@@ -150,6 +153,15 @@ def test_latency_delays_the_call_by_at_least_its_milliseconds(aws, ec2):
     started = time.monotonic()
     ec2.describe_regions()
     assert time.monotonic() - started >= 0.3
+
+
+def test_a_held_answer_comes_after_the_call_has_taken_effect(aws, ec2, launch):
+    add_fault(aws, action="RunInstances", hold_ms=1500)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(ec2_client(aws.url).run_instances, **launch)
+        [instance] = wait_until(lambda: instances_of(ec2, launch), 10, "the instance launched", interval_s=0.05)
+        assert not answer.done(), "the answer came before the hold was over"
+        assert answer.result(timeout=10)["Instances"][0]["InstanceId"] == instance["InstanceId"]
 
 
 # --- ClientToken ---------------------------------------------------------------------------------------------------
