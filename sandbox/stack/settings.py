@@ -80,8 +80,9 @@ _SYSTEM_KEYS = {
 MAX_CELERY_WORKERS = 8
 # Task slots of the local stack: 2 cores, where Airflow's default 32 would fork 32 LocalExecutor workers.
 LOCAL_PARALLELISM = 8
-# Seconds a task process may go on after its final state (Airflow's [core] task_success_overtime, default 20):
-# a failure callback's Jira report may take VDI_FAILURE_REPORT_WAIT_S (default 300), plus its other calls.
+# Seconds a task process may go on after its final state (Airflow's [core] task_success_overtime): a failure
+# callback's Jira report may take VDI_FAILURE_REPORT_WAIT_S (default 300) plus its other calls, and Airflow's
+# default of 20 s kills the callback and tries the task again.
 TASK_OVERTIME_S = 400
 
 
@@ -360,8 +361,6 @@ class StackSettings:
             # A task process rides out an API server restart (tests/faults) instead of spending its try: 10
             # retries of the execution API with Airflow's randomised 1-90 s backoff, against its default 5.
             "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
-            # A failure callback may wait VDI_FAILURE_REPORT_WAIT_S (300 s by default) for Jira to come back;
-            # Airflow kills a task process 20 s after its final state by default, and the task is tried again.
             "AIRFLOW__CORE__TASK_SUCCESS_OVERTIME": str(TASK_OVERTIME_S),
             "VDI_LOCAL_DIR": str(self.local_dir),
             **sandbox_only,

@@ -219,12 +219,11 @@ def test_a_url_beside_a_whole_connection_needs_no_credentials_and_the_given_conn
     assert env["AIRFLOW_CONN_JIRA_DEFAULT"] == given
 
 
-def test_a_task_process_outlives_the_longest_failure_report_the_product_may_make(tmp_path):
+def test_a_task_process_outlives_the_longest_failure_report_the_product_may_make(environ):
     """Airflow kills a task process ``task_success_overtime`` seconds after its final state, and its failure
     callback with it: the stack must leave room for a report that waits ``VDI_FAILURE_REPORT_WAIT_S`` for Jira."""
-    from sandbox.stack.settings import StackSettings
     from vdi.settings import SETTINGS
 
     default_wait = next(int(s.default) for s in SETTINGS if s.variable == "VDI_FAILURE_REPORT_WAIT_S")
-    env = StackSettings.from_environment({"VDI_LOCAL_DIR": str(tmp_path)}).runtime_env()
+    env = StackSettings.from_environment(environ).runtime_env()
     assert int(env["AIRFLOW__CORE__TASK_SUCCESS_OVERTIME"]) > default_wait + 60
