@@ -210,6 +210,18 @@ def test_airflow_gets_no_webhook_secret_and_its_connections_are_the_local_stacks
         assert ours.conn_type == json.loads(local[variable])["conn_type"], variable
 
 
+# The options whose value the product's own behaviour rests on: a failure report outlives the task's overtime,
+# and a task process rides out an API server restart (docs/configuration.md). Compose must not drift from them.
+BEHAVIOUR = ("AIRFLOW__CORE__TASK_SUCCESS_OVERTIME", "AIRFLOW__WORKERS__EXECUTION_API_RETRIES")
+
+
+@pytest.mark.parametrize("option", BEHAVIOUR)
+def test_every_airflow_service_gets_the_local_stacks_value_of_an_option_the_product_relies_on(option, tmp_path):
+    local = StackSettings.from_environment({"VDI_LOCAL_DIR": str(tmp_path)}).runtime_env()
+    given = {name: environment(name).get(option) for name in AIRFLOW_SERVICES}
+    assert given == dict.fromkeys(AIRFLOW_SERVICES, local[option])
+
+
 def test_the_sandbox_profile_is_wired_to_itself():
     airflow = environment("airflow-worker")
     jira = json.loads(airflow["AIRFLOW_CONN_JIRA_DEFAULT"])

@@ -91,9 +91,10 @@ def create_app(config: Mapping | None = None) -> Flask:
     router = Router.from_config(cfg["ROUTES"], cfg["PROJECTS"], cfg["ISSUE_TYPES"])
     url = database_url(cfg["DATABASE_URL"])
     connect_kwargs = {"autocommit": True, "connect_timeout": max(1, int(cfg["DB_TIMEOUT_S"]))}
-    # The pool serves the health checks and the metrics; the recorder keeps a connection of its own.
-    pool = ConnectionPool(url, min_size=1, max_size=max(2, cfg["DB_POOL_MAX"]), kwargs=connect_kwargs, open=False,
-                          name="webhook-bridge")
+    # The pool serves the health checks and the metrics; the recorder keeps a connection of its own. A pooled
+    # connection is checked before use, so one left broken by a database restart fails no `/readyz`.
+    pool = ConnectionPool(url, min_size=1, max_size=max(2, cfg["DB_POOL_MAX"]), kwargs=connect_kwargs,
+                          check=ConnectionPool.check_connection, open=False, name="webhook-bridge")
     pool.open(wait=False)
     airflow = None
     if cfg["AIRFLOW_API_URL"]:

@@ -1,7 +1,7 @@
 """
 ### vdi_provision_floor: Airflow's own floor for the burst benchmark (``bench/burst.py``), not a product DAG
 
-The shape of `vdi_provision` (same task ids, dependencies, pools and short-circuits; each wait a task that
+The shape of `vdi_provision` (same task ids, dependencies, pools, priorities and short-circuits; each wait a task that
 finds nothing to wait for) with tasks that do nothing: what Airflow itself costs this machine per run. The
 benchmark links this file into a dags folder of its own beside the product's DAGs; it is never in `dags/`.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pendulum
 
 from airflow.sdk import dag, task
-from vdi.dag_defaults import AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, MAX_ACTIVE_PROVISION_RUNS
+from vdi.dag_defaults import AWS_POOL, JIRA_POOL, LEOSTREAM_POOL, MAX_ACTIVE_PROVISION_RUNS, WEIGHT_RULE
 from vdi.steps import Step
 
 FLOOR_DAG_ID = "vdi_provision_floor"
@@ -24,7 +24,8 @@ def noop(step: Step, pool: str = "default_pool", short_circuit: bool = False):
 
 
 @dag(dag_id=FLOOR_DAG_ID, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
-     doc_md=__doc__, tags=["bench"], max_active_runs=MAX_ACTIVE_PROVISION_RUNS, default_args={"retries": 0})
+     doc_md=__doc__, tags=["bench"], max_active_runs=MAX_ACTIVE_PROVISION_RUNS,
+     default_args={"retries": 0, "weight_rule": WEIGHT_RULE})
 def vdi_provision_floor():
     request = noop(Step.VALIDATE, JIRA_POOL, short_circuit=True)()
     in_progress = noop(Step.JIRA_IN_PROGRESS, JIRA_POOL)(request)

@@ -14,6 +14,10 @@ LEOSTREAM_POOL = "leostream_api"
 AWS_POOL = "aws_api"
 
 MAX_RETRY_DELAY = timedelta(minutes=10)
+# A task's priority grows with the tasks upstream of it, so a slot goes to the run furthest along: a burst of
+# requests finishes one after another instead of all at the end (Airflow's default, "downstream", starts every
+# run's first task before any run's second). bench/RESULTS.md measures it.
+WEIGHT_RULE = "upstream"
 # Runs of vdi_provision at once. A run waiting on its desktop holds no worker or pool slot (its waits are
 # deferred), so this bounds how many requests may wait at once, not the load: the executor's slots and the
 # pools bound that. 16 made a burst wait for its first boots in waves of 16 (bench/RESULTS.md).
@@ -21,8 +25,8 @@ MAX_ACTIVE_PROVISION_RUNS = 128
 
 
 def task_defaults(settings: VdiSettings | None = None) -> dict[str, Any]:
-    """``default_args``: retries with exponential backoff (``VDI_TASK_RETRIES``, ``VDI_RETRY_DELAY_S``), and an
-    ``execution_timeout`` on every try (``VDI_TASK_TIMEOUT_S``; for a sensor, on each poke)."""
+    """``default_args``: retries with exponential backoff (``VDI_TASK_RETRIES``, ``VDI_RETRY_DELAY_S``), an
+    ``execution_timeout`` on every try (``VDI_TASK_TIMEOUT_S``; for a sensor, on each poke), and ``WEIGHT_RULE``."""
     settings = settings or load()
     return {
         "owner": "platform",
@@ -31,6 +35,7 @@ def task_defaults(settings: VdiSettings | None = None) -> dict[str, Any]:
         "retry_exponential_backoff": True,
         "max_retry_delay": MAX_RETRY_DELAY,
         "execution_timeout": timedelta(seconds=settings.task_timeout_s),
+        "weight_rule": WEIGHT_RULE,
     }
 
 

@@ -14,8 +14,8 @@ from tests.conftest import REPO_ROOT
 
 
 def shape(dag) -> dict[str, tuple]:
-    return {t.task_id: (sorted(t.upstream_task_ids), t.pool, type(t).__name__.startswith("_ShortCircuit"))
-            for t in dag.tasks}
+    return {t.task_id: (sorted(t.upstream_task_ids), t.pool, t.priority_weight, str(t.weight_rule),
+                        type(t).__name__.startswith("_ShortCircuit")) for t in dag.tasks}
 
 
 def test_the_floor_dag_has_the_shape_of_vdi_provision_and_is_not_in_the_dags_folder():

@@ -94,6 +94,20 @@ def test_every_task_retries_with_backoff_from_the_settings_is_bounded_and_report
         assert task.on_failure_callback in (on_task_failure, [on_task_failure]), task.task_id
 
 
+def test_a_task_outranks_every_task_before_it_so_a_run_further_along_gets_a_slot_first(dag):
+    from types import SimpleNamespace
+
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.task.priority_strategy import validate_and_load_priority_weight_strategy
+
+    # The priority the scheduler gives each task instance, from the DAG as the scheduler reads it.
+    scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    weight = {task.task_id: validate_and_load_priority_weight_strategy(task.weight_rule).get_weight(
+        SimpleNamespace(task=task)) for task in scheduled.tasks}
+    for task in scheduled.tasks:
+        for upstream in task.upstream_task_ids:
+            assert weight[task.task_id] > weight[upstream], (upstream, task.task_id, weight)
+
 def test_every_task_runs_in_the_pool_of_the_system_it_calls_and_the_pools_are_declared(dag):
     assert {t.task_id: t.pool for t in dag.tasks} == {step.value: pool for step, pool in STEP_POOLS.items()}
     declared = json.loads((REPO_ROOT / "include" / "airflow_pools.json").read_text())

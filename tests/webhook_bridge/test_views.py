@@ -179,6 +179,17 @@ def test_healthz_and_readyz(make_app, bridge_config):
     assert ready.json["checks"] == {"webhook_secret": True, "database": True, "airflow": False, "relay": False}
 
 
+def test_readyz_right_after_the_server_cut_the_bridges_connections_still_finds_the_database(
+        make_app, bridge_config, app_database_url):
+    client = make_app(bridge_config).test_client()
+    assert client.get("/readyz").json["checks"]["database"] is True
+    with psycopg.connect(app_database_url, autocommit=True) as conn:
+        # What a PostgreSQL restart leaves the pool holding: connections the server has closed.
+        cut = conn.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+    assert cut and all(ok for ok, in cut)
+    assert client.get("/readyz").json["checks"]["database"] is True
+
 def test_metrics_count_outcomes_latency_and_backlog(client):
     body = jira_body()
     client.post("/webhooks/jira", data=body, headers=signed_headers(body))
