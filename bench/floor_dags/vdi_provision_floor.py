@@ -1,9 +1,9 @@
 """
 ### vdi_provision_floor: Airflow's own floor for the burst benchmark (``bench/burst.py``), not a product DAG
 
-The shape of `vdi_provision` (same task ids, dependencies, pools, priorities and short-circuits; each wait a task that
-finds nothing to wait for) with tasks that do nothing: what Airflow itself costs this machine per run. The
-benchmark links this file into a dags folder of its own beside the product's DAGs; it is never in `dags/`.
+The shape of `vdi_provision` (same task ids, dependencies, pools, priorities and short-circuits; each wait a
+task that finds nothing to wait for) with tasks that do nothing: what Airflow itself costs this machine per run.
+The benchmark links this file into a dags folder of its own beside the product's DAGs; it is never in `dags/`.
 """
 
 from __future__ import annotations

@@ -108,6 +108,7 @@ def test_a_task_outranks_every_task_before_it_so_a_run_further_along_gets_a_slot
         for upstream in task.upstream_task_ids:
             assert weight[task.task_id] > weight[upstream], (upstream, task.task_id, weight)
 
+
 def test_every_task_runs_in_the_pool_of_the_system_it_calls_and_the_pools_are_declared(dag):
     assert {t.task_id: t.pool for t in dag.tasks} == {step.value: pool for step, pool in STEP_POOLS.items()}
     declared = json.loads((REPO_ROOT / "include" / "airflow_pools.json").read_text())

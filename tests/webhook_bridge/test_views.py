@@ -190,6 +190,7 @@ def test_readyz_right_after_the_server_cut_the_bridges_connections_still_finds_t
     assert cut and all(ok for ok, in cut)
     assert client.get("/readyz").json["checks"]["database"] is True
 
+
 def test_metrics_count_outcomes_latency_and_backlog(client):
     body = jira_body()
     client.post("/webhooks/jira", data=body, headers=signed_headers(body))
