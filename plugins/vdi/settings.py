@@ -71,9 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Execution timeout of each task that calls out (a waiting step's own wait is bounded apart)", float),
     Setting("retry_after_max_s", "VDI_RETRY_AFTER_MAX_S", "60",
             "Longest Retry-After honoured within one call; a longer one fails the attempt and Airflow retries", float),
-    Setting("failure_report_wait_s", "VDI_FAILURE_REPORT_WAIT_S", "300",
+    Setting("failure_report_wait_s", "VDI_FAILURE_REPORT_WAIT_S", "240",
             "Seconds a failure callback may keep retrying a Jira that is down or refusing (429, 503) to move the "
-            "ticket to Failed and comment", float),
+            "ticket to Failed and comment; keep it below Airflow's task_instance_heartbeat_timeout", float),
     Setting("lock_timeout_s", "VDI_LOCK_TIMEOUT_S", "30",
             "Seconds a step waits for a ticket's lock or a database statement before it fails", float),
     Setting("login_source", "VDI_LOGIN_SOURCE", "field",

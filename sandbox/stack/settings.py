@@ -81,7 +81,7 @@ MAX_CELERY_WORKERS = 8
 # Task slots of the local stack: 2 cores, where Airflow's default 32 would fork 32 LocalExecutor workers.
 LOCAL_PARALLELISM = 8
 # Seconds a task process may go on after its final state (Airflow's [core] task_success_overtime): a failure
-# callback's Jira report may take VDI_FAILURE_REPORT_WAIT_S (default 300) plus its other calls, and Airflow's
+# callback's Jira report may take VDI_FAILURE_REPORT_WAIT_S (default 240) plus its other calls, and Airflow's
 # default of 20 s kills the callback and tries the task again.
 TASK_OVERTIME_S = 400
 

@@ -47,9 +47,6 @@ SANDBOX_URL_KEYS = {"jira": "JIRA_URL", "leostream": "LEOSTREAM_URL", "aws": "AW
 # (sandbox/stack/settings.py); the fault stack takes the product's own defaults back.
 PRODUCT_RETRIES = {setting.variable: setting.default for setting in SETTINGS
                    if setting.variable in ("VDI_TASK_RETRIES", "VDI_RETRY_DELAY_S", "VDI_FAILURE_REPORT_WAIT_S")}
-# Airflow finds a task whose whole worker was killed by its missing heartbeat after this many seconds (its
-# default, 300, is a deployment's choice): the same path, a minute's wait instead of five.
-HEARTBEAT_TIMEOUT = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60"}
 
 
 def pytest_configure(config):
@@ -149,7 +146,7 @@ def fault_stack(tmp_path_factory):
     local_dir = work / "local"
     local_dir.mkdir()
     extra = {"VDI_DEMO": "0", "JIRA_SANDBOX_SEED": str(work / "jira_seed.json"), "VDI_POKE_INTERVAL_S": "2",
-             **PRODUCT_RETRIES, **HEARTBEAT_TIMEOUT}
+             **PRODUCT_RETRIES}
     for values in running_stack(local_dir, **extra):
         env = {**stack_environment(local_dir), **extra}
         stack = FaultStack(env=values, local_dir=local_dir,

@@ -227,3 +227,19 @@ def test_a_task_process_outlives_the_longest_failure_report_the_product_may_make
     default_wait = next(int(s.default) for s in SETTINGS if s.variable == "VDI_FAILURE_REPORT_WAIT_S")
     env = StackSettings.from_environment(environ).runtime_env()
     assert int(env["AIRFLOW__CORE__TASK_SUCCESS_OVERTIME"]) > default_wait + 60
+
+
+def test_a_failure_report_ends_before_the_scheduler_would_take_its_silent_task_for_lost(environ):
+    """A task process stops heartbeating once it has reported its failure, but Airflow records the failure only
+    when the process exits: a report longer than ``[scheduler] task_instance_heartbeat_timeout`` has the scheduler
+    take the task for lost and try it again (a second failure, a second comment)."""
+    from airflow.configuration import conf
+
+    from vdi.settings import SETTINGS
+
+    default_wait = next(int(s.default) for s in SETTINGS if s.variable == "VDI_FAILURE_REPORT_WAIT_S")
+    env = StackSettings.from_environment(environ).runtime_env()
+    timeout = int(env.get("AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT")
+                  or conf.get_default_value("scheduler", "task_instance_heartbeat_timeout"))
+    # The report's other calls (the ticket's move, the instance's disposal) and the scheduler's check interval.
+    assert timeout > default_wait + 30
